@@ -1,0 +1,1 @@
+"""Department node process, configuration and the ``certledger`` command line."""

@@ -1,0 +1,102 @@
+"""What every command shares: error mapping, ``--json`` output, passphrases.
+
+The CLI is the only place that turns a :class:`CertLedgerError` into an exit
+code and a one-line message; an unexpected exception also becomes one line
+(set ``CERTLEDGER_DEBUG=1`` for the traceback).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, ParamSpec, TypeVar
+
+import click
+
+from signing.errors import CertLedgerError, InvalidInputError
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+#: exit code for a bug (an exception that is not a CertLedgerError), as sysexits EX_SOFTWARE
+EXIT_INTERNAL = 70
+
+
+def fail(message: str, code: int = 1) -> None:
+    click.echo(f"certledger: error: {message}", err=True)
+    sys.exit(code)
+
+
+def handle_errors(fn: Callable[P, R]) -> Callable[P, R]:
+    """Wrap a command so errors end as one line on stderr and a family exit code."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return fn(*args, **kwargs)
+        except CertLedgerError as exc:
+            if os.environ.get("CERTLEDGER_DEBUG"):
+                raise
+            message = " ".join(str(exc).split())
+            click.echo(f"certledger: error: {message} [{exc.reason}]", err=True)
+            sys.exit(exc.exit_code)
+        except (click.exceptions.Exit, click.ClickException, click.Abort, SystemExit):
+            raise
+        except OSError as exc:
+            if os.environ.get("CERTLEDGER_DEBUG"):
+                raise
+            name = f": {exc.filename}" if getattr(exc, "filename", None) else ""
+            click.echo(f"certledger: error: {exc.strerror or exc}{name} [io]", err=True)
+            sys.exit(2)
+        except Exception as exc:
+            if os.environ.get("CERTLEDGER_DEBUG"):
+                raise
+            click.echo(
+                f"certledger: internal error: {type(exc).__name__}: {exc} "
+                "(set CERTLEDGER_DEBUG=1 for details)",
+                err=True,
+            )
+            sys.exit(EXIT_INTERNAL)
+
+    return wrapper
+
+
+def json_option(fn: Callable[P, R]) -> Callable[P, R]:
+    return click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")(fn)
+
+
+def emit(data: Any, as_json: bool, human: Callable[[Any], str] | None = None) -> None:
+    """Print ``data`` as JSON (for scripts) or through ``human`` (for people)."""
+    if as_json:
+        click.echo(json.dumps(data, ensure_ascii=False, indent=2, sort_keys=True))
+    elif human is not None:
+        click.echo(human(data))
+    else:
+        for k, v in data.items():
+            click.echo(f"{k}: {v}")
+
+
+def read_passphrase(passphrase_file: Path | None, env_var: str = "CERTLEDGER_PASSPHRASE") -> bytes | None:
+    """A key passphrase from a file, else from the environment, else None.
+
+    Passphrases are never taken as command-line arguments: those end up in
+    shell history and in ``ps`` output.
+    """
+    if passphrase_file is not None:
+        data = passphrase_file.read_bytes().rstrip(b"\r\n")
+        if not data:
+            raise InvalidInputError(f"passphrase file {passphrase_file} is empty")
+        return data
+    value = os.environ.get(env_var)
+    return value.encode() if value else None
+
+
+def read_input(path: str) -> bytes:
+    """Bytes of ``path``, or of standard input when it is ``-``."""
+    if path == "-":
+        return sys.stdin.buffer.read()
+    return Path(path).read_bytes()
