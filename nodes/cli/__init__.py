@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import click
 
-from nodes.cli import signing_cmds
+from nodes.cli import cert_cmds, signing_cmds
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -25,6 +25,7 @@ def cli() -> None:
 
 
 signing_cmds.register(cli)
+cert_cmds.register(cli)
 
 
 def main() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import os
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -14,7 +15,7 @@ from signing.errors import InvalidInputError
 from signing.sm2 import DEFAULT_SIGNER_ID, SM2PrivateKey, der_to_raw, load_public_key, raw_to_der
 from signing.sm2.backends import get_backend
 
-_PASS_HELP = "File holding the key passphrase (default: $CERTLEDGER_PASSPHRASE)."
+_PASSPHRASE_FILE_HELP = "File holding the key passphrase (default: $CERTLEDGER_PASSPHRASE)."  # noqa: S105 - help text
 
 
 def _write_private(path: Path, data: bytes) -> None:
@@ -30,7 +31,7 @@ def _write_private(path: Path, data: bytes) -> None:
 @click.option("--pub", "pub", type=click.Path(path_type=Path),
               help="Public key file to write (SPKI PEM); default: OUT with .pub.pem.")
 @click.option("--passphrase-file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help=_PASS_HELP)
+              help=_PASSPHRASE_FILE_HELP)
 @click.option("--no-encrypt", is_flag=True, help="Store the private key unencrypted (tests only).")
 @json_option
 @handle_errors
@@ -84,7 +85,7 @@ def _signer_id(value: str) -> bytes:
 @click.option("--key", "key_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               required=True, help="SM2 private key (PKCS#8 PEM).")
 @click.option("--passphrase-file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help=_PASS_HELP)
+              help=_PASSPHRASE_FILE_HELP)
 @click.option("--id", "signer_id", default=DEFAULT_SIGNER_ID.decode(), show_default=True,
               help="GM/T 0009 signer ID.")
 @click.option("--format", "fmt", type=click.Choice(["der", "raw", "base64"]), default="der",
@@ -100,7 +101,8 @@ def sign(key_path: Path, passphrase_file: Path | None, signer_id: str, fmt: str,
     sig = key.sign(read_input(file), signer_id=_signer_id(signer_id), backend=get_backend(backend))
     data = {"der": sig, "raw": der_to_raw(sig), "base64": base64.b64encode(sig) + b"\n"}[fmt]
     if out is None:
-        click.get_binary_stream("stdout").write(data)
+        stdout: Any = click.get_binary_stream("stdout")
+        stdout.write(data)
     else:
         out.write_bytes(data)
 

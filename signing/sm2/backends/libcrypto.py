@@ -168,7 +168,7 @@ class _KeyBase:
         if ctx is None:
             ctx = _ThreadCtx(self._lib, self._key, sign=self._sign)
             self._local.ctx = ctx
-        return ctx.ptr
+        return int(ctx.ptr)
 
     def _digest(self, message: bytes, signer_id: bytes) -> bytes:
         z = self._z.get(signer_id)
@@ -218,7 +218,7 @@ class LibcryptoBackend:
 
     @property
     def version(self) -> str:
-        return self._lib.version
+        return str(self._lib.version)
 
     def load_private(self, d: int, public_point: tuple[int, int]) -> _LibcryptoPrivate:
         return _LibcryptoPrivate(self._lib, d, public_point)

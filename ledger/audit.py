@@ -1,0 +1,345 @@
+"""Audit: replay the whole ledger from genesis and re-verify everything.
+
+Steps (each finding names the step's reason code and the first place it failed):
+
+1. Entries: each stored leaf hash is SM3(0x00 || entry); each entry is
+   canonical and re-parses; its indexed columns match its content.
+2. Records: each record is re-validated against the state rebuilt so far, at
+   its block's time: signatures, authorisation, state transition, nonce.
+3. Blocks: hash links, contiguous entry ranges, the proposer's SM2 signature
+   by a node admitted at that time, and the tree root recomputed from the
+   entries equals the header's root.
+4. Tree nodes: every stored full node equals the recomputed one (proofs are
+   served from them, so a wrong node would mean wrong proofs).
+5. Checkpoints: each verifies with an admitted node's key, and its root is the
+   recomputed root at its size.
+6. Derived state: the stored licence, agency and node tables equal the state
+   rebuilt by replay.
+
+Nothing here writes. Signature checks run in a thread pool (libcrypto
+releases the GIL); everything else is one sequential pass.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import select
+
+from ledger import reasons
+from ledger.blocks import Block, check_link
+from ledger.checkpoint import open_checkpoint
+from ledger.identity import checkpoint_verifiers
+from ledger.merkle.compact import CompactRange
+from ledger.merkle.hashing import TreeHasher
+from ledger.records import GOVERNANCE_TYPES, SignedRecord
+from ledger.state import MemoryState, Node
+from ledger.store import schema as t
+from ledger.store.sql import EntryRow, SqlStore
+from ledger.validation import validate
+from signing.errors import CertLedgerError
+from signing.sm2 import SM2PublicKey
+
+#: findings beyond this many are counted, not listed
+MAX_FINDINGS = 100
+_CHUNK = 2000
+
+
+@dataclass(frozen=True)
+class Finding:
+    reason: str
+    where: str
+    message: str
+
+    def to_json(self) -> dict[str, str]:
+        return {"reason": self.reason, "where": self.where, "message": self.message}
+
+
+@dataclass
+class AuditReport:
+    origin: str = ""
+    tree_size: int = 0
+    blocks: int = 0
+    entries: int = 0
+    signatures: int = 0
+    checkpoints: int = 0
+    root: str = ""
+    seconds: float = 0.0
+    licences: dict[str, int] = field(default_factory=dict)
+    findings: list[Finding] = field(default_factory=list)
+    finding_count: int = 0
+    evidence: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.finding_count == 0
+
+    @property
+    def first(self) -> Finding | None:
+        return self.findings[0] if self.findings else None
+
+    def add(self, reason: str, where: str, message: str) -> None:
+        self.finding_count += 1
+        if len(self.findings) < MAX_FINDINGS:
+            self.findings.append(Finding(reason, where, message))
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "origin": self.origin,
+            "tree_size": self.tree_size,
+            "root": self.root,
+            "blocks": self.blocks,
+            "entries": self.entries,
+            "signatures_verified": self.signatures,
+            "checkpoints": self.checkpoints,
+            "licences": self.licences,
+            "seconds": round(self.seconds, 3),
+            "first_finding": self.first.to_json() if self.first else None,
+            "finding_count": self.finding_count,
+            "findings": [f.to_json() for f in self.findings],
+            "evidence": self.evidence,
+        }
+
+
+class _Replay:
+    def __init__(self, store: SqlStore, report: AuditReport, progress: Callable[[int], None] | None,
+                 workers: int) -> None:
+        self.store = store
+        self.report = report
+        self.progress = progress
+        self.state = MemoryState()
+        self.hasher = TreeHasher()
+        self.range = CompactRange(self.hasher)
+        self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="audit")
+        #: recomputed full nodes not yet compared with the stored ones
+        self.pending_nodes: list[tuple[tuple[int, int], bytes]] = []
+        self.roots: dict[int, bytes] = {0: self.hasher.empty_root()}
+        self.node_keys_at: dict[int, dict[str, Node]] = {}
+
+    # -- steps 1 + 2 ------------------------------------------------------------------------
+
+    def _verify_signatures(self, parsed: Sequence[SignedRecord | None]) -> list[bool | None]:
+        """Parallel SM2 checks of licence records whose key is known; None = check in sequence."""
+        jobs: list[tuple[SignedRecord, SM2PublicKey] | None] = []
+        for signed in parsed:
+            if signed is None or signed.record.type in GOVERNANCE_TYPES:
+                jobs.append(None)
+                continue
+            agency = self.state.agency(signed.record.agency)
+            key = agency.key(signed.record.key_id) if agency else None
+            jobs.append((signed, key.public_key) if key else None)
+
+        def check(job: tuple[SignedRecord, SM2PublicKey] | None) -> bool | None:
+            if job is None:
+                return None
+            try:
+                job[0].verify_signature_by(job[1])
+            except CertLedgerError:
+                return False
+            return True
+
+        return list(self.pool.map(check, jobs))
+
+    def entries(self, rows: Sequence[EntryRow], block: Block) -> None:
+        parsed: list[SignedRecord | None] = []
+        for row in rows:
+            where = f"entry {row.index}"
+            # 1. leaf hash and encoding
+            if self.hasher.hash_leaf(row.data) != row.leaf_hash:
+                self.report.add(reasons.ENTRY_HASH, where, "stored leaf hash is not SM3(0x00 || entry)")
+            try:
+                signed = SignedRecord.from_bytes(row.data)
+            except CertLedgerError as exc:
+                self.report.add(exc.reason, where, f"entry does not parse: {exc}")
+                parsed.append(None)
+                continue
+            record = signed.record
+            if (row.record_hash, row.rtype, row.licence_id or "", row.agency_id or "") != (
+                record.record_hash(), str(record.type), record.licence_id, record.agency
+            ):
+                self.report.add(reasons.ENTRY_HASH, where, "indexed columns do not match the entry")
+            parsed.append(signed)
+        verified = self._verify_signatures(parsed)
+        for row, maybe_signed, ok in zip(rows, parsed, verified, strict=True):
+            where = f"entry {row.index}"
+            # the leaf goes into the tree whatever it says: the tree commits to bytes
+            self.pending_nodes.extend(self.range.append(self.hasher.hash_leaf(row.data)))
+            if maybe_signed is None:
+                continue
+            signed = maybe_signed
+            if ok is False:
+                self.report.add(reasons.SIGNATURE_INVALID, where, "record signature does not verify")
+                continue
+            # 2. re-validate against the replayed state at the block's time
+            try:
+                change = validate(signed, self.state, index=row.index, now=block.header.time,
+                                  signatures_verified=ok is True)
+            except CertLedgerError as exc:
+                self.report.add(exc.reason, where, f"record is not valid on replay: {exc}")
+                continue
+            self.state.apply(change)
+            self.report.signatures += len(signed.signatures)
+        self.report.entries += len(rows)
+        if self.progress is not None:
+            self.progress(len(rows))
+
+    # -- step 3 -----------------------------------------------------------------------------
+
+    def block(self, prev: Block | None, block: Block) -> None:
+        where = f"block {block.height}"
+        try:
+            check_link(prev, block.header)
+        except CertLedgerError as exc:
+            self.report.add(exc.reason, where, str(exc))
+        if block.height > 0:
+            node = self.state.node(block.header.proposer)
+            if node is None or (node.removed_at is not None and node.removed_at <= block.header.time):
+                self.report.add(
+                    reasons.BLOCK_SIGNATURE, where, f"proposer {block.header.proposer} is not an admitted node"
+                )
+            else:
+                try:
+                    block.verify(node.sm2_public_key)
+                except CertLedgerError as exc:
+                    self.report.add(exc.reason, where, str(exc))
+
+    def block_end(self, block: Block) -> None:
+        where = f"block {block.height}"
+        if self.range.size != block.header.tree_size:
+            self.report.add(reasons.BLOCK_SIZE, where,
+                            f"header says tree size {block.header.tree_size}, entries give {self.range.size}")
+            return
+        root = self.range.root()
+        self.roots[self.range.size] = root
+        if root != block.header.tree_root:
+            self.report.add(reasons.BLOCK_ROOT, where, "header tree root differs from the root of its entries")
+        if block.height == 0:
+            # the genesis block is signed by the node the genesis names: verify now that it is known
+            node = self.state.node(block.header.proposer)
+            if node is None:
+                self.report.add(reasons.BLOCK_SIGNATURE, where, "genesis proposer is not a genesis node")
+            else:
+                try:
+                    block.verify(node.sm2_public_key)
+                except CertLedgerError as exc:
+                    self.report.add(exc.reason, where, str(exc))
+
+    # -- step 4 -----------------------------------------------------------------------------
+
+    def compare_nodes(self, conn: Any) -> None:
+        if not self.pending_nodes:
+            return
+        keys = [k for k, _ in self.pending_nodes]
+        try:
+            stored = self.store.get_nodes_conn(conn, keys)
+        except CertLedgerError as exc:
+            self.report.add(reasons.TREE_NODE, "tree", str(exc))
+            stored = []
+        for (key, expected), got in zip(self.pending_nodes, stored, strict=False):
+            if expected != got:
+                self.report.add(reasons.TREE_NODE, f"tree node {key}", "stored node differs from the recomputed node")
+        self.pending_nodes.clear()
+
+
+def _blocks_with_entries(store: SqlStore, conn: Any) -> Iterator[tuple[Block, list[EntryRow]]]:
+    entries = store.iter_entries(conn, chunk=_CHUNK)
+    pending: EntryRow | None = None
+    for block in store.iter_blocks(conn):
+        rows: list[EntryRow] = []
+        if pending is not None:
+            rows.append(pending)
+            pending = None
+        for row in entries:
+            if row.index >= block.header.tree_size:
+                pending = row
+                break
+            rows.append(row)
+        yield block, rows
+
+
+def audit(store: SqlStore, *, progress: Callable[[int], None] | None = None,
+          workers: int | None = None) -> AuditReport:
+    """Replay-verify the whole ledger; the report lists findings, first bad place first."""
+    report = AuditReport()
+    started = time.perf_counter()
+    replay = _Replay(store, report, progress, workers or min(4, os.cpu_count() or 2))
+    try:
+        with store.read() as conn:
+            report.origin = store.meta_get(conn, "origin") or ""
+            prev: Block | None = None
+            for block, rows in _blocks_with_entries(store, conn):
+                if block.height > 0:
+                    replay.block(prev, block)
+                if rows and rows[0].index != block.header.first_index:
+                    report.add(reasons.BLOCK_SIZE, f"entry {rows[0].index}",
+                               f"block {block.height} should start at entry {block.header.first_index}")
+                for start in range(0, len(rows), _CHUNK):
+                    replay.entries(rows[start : start + _CHUNK], block)
+                    replay.compare_nodes(conn)
+                if block.height == 0:
+                    try:
+                        check_link(None, block.header)
+                    except CertLedgerError as exc:
+                        report.add(exc.reason, "block 0", str(exc))
+                replay.block_end(block)
+                report.blocks += 1
+                prev = block
+            size = store.tree_size(conn)
+            if size != replay.range.size:
+                report.add(reasons.BLOCK_SIZE, f"entry {replay.range.size}",
+                           f"{size - replay.range.size} entries are not covered by any block")
+            report.tree_size = replay.range.size
+            report.root = replay.range.root().hex()
+            _checkpoints(store, conn, replay, report)
+            _derived(conn, replay, report)
+            report.licences = {}
+            for lic in replay.state.licences.values():
+                report.licences[str(lic.status)] = report.licences.get(str(lic.status), 0) + 1
+            report.evidence = store.evidence(conn)
+    finally:
+        replay.pool.shutdown(wait=True)
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _checkpoints(store: SqlStore, conn: Any, replay: _Replay, report: AuditReport) -> None:
+    # 5. every stored checkpoint: signed by an admitted node, root = recomputed root
+    verifiers = checkpoint_verifiers(report.origin, replay.state.nodes.values())
+    for size, note in store.iter_checkpoints(conn):
+        where = f"checkpoint {size}"
+        try:
+            opened = open_checkpoint(note, verifiers, origin=report.origin)
+        except CertLedgerError as exc:
+            report.add(reasons.CHECKPOINT_SIGNATURE, where, f"checkpoint does not verify: {exc}")
+            continue
+        if opened.checkpoint.size != size:
+            report.add(reasons.CHECKPOINT_ROOT, where, f"note says size {opened.checkpoint.size}")
+        expected = replay.roots.get(opened.checkpoint.size)
+        if expected is None:
+            report.add(reasons.CHECKPOINT_ROOT, where, "no block ends at this tree size")
+        elif opened.checkpoint.root_hash != expected:
+            report.add(reasons.CHECKPOINT_ROOT, where, "checkpoint root differs from the recomputed root")
+        report.checkpoints += 1
+
+
+def _derived(conn: Any, replay: _Replay, report: AuditReport) -> None:
+    # 6. derived tables equal the replayed state
+    stored = {str(r.licence_id): json.loads(r.data) for r in conn.execute(select(t.st_licences))}
+    rebuilt = {k: v.to_json() for k, v in replay.state.licences.items()}
+    for lid in sorted(set(stored) | set(rebuilt)):
+        if stored.get(lid) != rebuilt.get(lid):
+            report.add(
+                reasons.STATE_DERIVED, f"licence {lid}",
+                "stored licence state differs from replay (run `certledger rebuild`)",
+            )
+    stored_ag = {str(r.agency_id): json.loads(r.data) for r in conn.execute(select(t.st_agencies))}
+    rebuilt_ag = {k: v.to_json() for k, v in replay.state.agencies.items()}
+    if stored_ag != rebuilt_ag:
+        report.add(reasons.STATE_DERIVED, "agency registry", "stored agency registry differs from replay")

@@ -1,0 +1,382 @@
+"""The ledger of one node: append batches, answer status, history and proofs.
+
+This is where validation, the Merkle tree, blocks, checkpoints and the store
+meet. In the single-node (embedded) configuration the node is its own
+sequencer: every successful :meth:`Ledger.submit` call becomes one block and
+one checkpoint, written in one transaction and acknowledged after commit.
+
+Throughput comes from two things: SM2 signatures of a batch are verified in a
+thread pool before the (sequential) state checks, because libcrypto releases
+the GIL; and a whole batch shares one transaction, i.e. one fsync (group
+commit).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection
+
+from ledger import reasons
+from ledger.blocks import GENESIS_PREV_HASH, Block, BlockHeader, check_link, sign_block
+from ledger.merkle.compact import CompactRange
+from ledger.merkle.hashing import TreeHasher
+from ledger.merkle.proofs import consistency_proof, inclusion_proof, root_at
+from ledger.records import GOVERNANCE_TYPES, RecordType, SignedRecord, now_utc
+from ledger.state import GOVERNANCE_SIGNER, LicenceState, OverlayState, StateChange
+from ledger.store.sql import EntryRow, SqlStateView, SqlStore
+from ledger.validation import validate
+from signing.errors import CertLedgerError, ConflictError, InvalidInputError, StorageError
+from signing.sm2 import SM2PrivateKey
+
+#: signs checkpoint bodies as a note: (origin, size, root) -> signed note text
+CheckpointSigner = Callable[[str, int, bytes], str]
+
+SM3_HASHER = TreeHasher()
+
+
+@dataclass(frozen=True)
+class NodeIdentity:
+    """What a node signs with: its ID, SM2 block key and a checkpoint note signer."""
+
+    node_id: str
+    block_key: SM2PrivateKey
+    sign_checkpoint: CheckpointSigner
+
+
+@dataclass(frozen=True)
+class Accepted:
+    position: int  # position in the submitted batch
+    index: int  # leaf index in the log
+    record_hash: str
+    leaf_hash: bytes
+
+
+@dataclass(frozen=True)
+class Rejected:
+    position: int
+    reason: str
+    message: str
+    error: CertLedgerError
+
+
+@dataclass
+class BatchResult:
+    accepted: list[Accepted] = field(default_factory=list)
+    rejected: list[Rejected] = field(default_factory=list)
+    block: Block | None = None
+    checkpoint: str | None = None
+
+    def raise_first(self) -> None:
+        """For single-record callers: re-raise the rejection, if any."""
+        if self.rejected:
+            raise self.rejected[0].error
+
+
+@dataclass(frozen=True)
+class InclusionProof:
+    index: int
+    tree_size: int
+    leaf_hash: bytes
+    path: tuple[bytes, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "index": self.index,
+            "tree_size": self.tree_size,
+            "leaf_hash": self.leaf_hash.hex(),
+            "path": [h.hex() for h in self.path],
+        }
+
+
+@dataclass(frozen=True)
+class HistoryItem:
+    index: int
+    block_height: int
+    record: SignedRecord
+    proof: InclusionProof
+
+
+class Ledger:
+    """One node's ledger over a :class:`SqlStore`."""
+
+    def __init__(self, store: SqlStore, identity: NodeIdentity | None, *, workers: int | None = None) -> None:
+        self.store = store
+        self.identity = identity
+        self.hasher = SM3_HASHER
+        self._write_lock = threading.Lock()
+        self._pool = ThreadPoolExecutor(max_workers=workers or min(4, os.cpu_count() or 2),
+                                        thread_name_prefix="sm2-verify")
+        self._range = self._load_range()
+
+    @classmethod
+    def open(cls, url: str, identity: NodeIdentity | None = None) -> Ledger:
+        return cls(SqlStore(url), identity)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
+        self.store.close()
+
+    def _load_range(self) -> CompactRange:
+        with self.store.read() as conn:
+            size = self.store.tree_size(conn)
+        return CompactRange.from_nodes(size, self.store, hasher=self.hasher)
+
+    # -- reads ----------------------------------------------------------------------------
+
+    @property
+    def origin(self) -> str:
+        with self.store.read() as conn:
+            origin = self.store.meta_get(conn, "origin")
+        if origin is None:
+            raise StorageError("the ledger is not initialised (run `certledger init`)", reason="ledger.uninitialised")
+        return origin
+
+    def tree_size(self) -> int:
+        with self.store.read() as conn:
+            return self.store.tree_size(conn)
+
+    def root(self, size: int | None = None) -> bytes:
+        size = self.tree_size() if size is None else size
+        return root_at(size, self.store, hasher=self.hasher)
+
+    def latest_checkpoint(self) -> tuple[int, str]:
+        with self.store.read() as conn:
+            cp = self.store.checkpoint(conn)
+        if cp is None:
+            raise StorageError("the ledger has no checkpoint yet", reason="ledger.uninitialised")
+        return cp
+
+    def checkpoint_at(self, tree_size: int) -> str | None:
+        with self.store.read() as conn:
+            cp = self.store.checkpoint(conn, tree_size)
+        return cp[1] if cp else None
+
+    def licence(self, licence_id: str) -> LicenceState | None:
+        with self.store.read() as conn:
+            return SqlStateView(conn, self.store).licence(licence_id)
+
+    def entry(self, index: int) -> SignedRecord:
+        with self.store.read() as conn:
+            row = self.store.entry(conn, index)
+        if row is None:
+            raise InvalidInputError(f"no entry {index}", reason="entry.unknown")
+        return SignedRecord.from_bytes(row.data)
+
+    def inclusion_proof(self, index: int, tree_size: int | None = None) -> InclusionProof:
+        with self.store.read() as conn:
+            size = self.store.tree_size(conn) if tree_size is None else tree_size
+            row = self.store.entry(conn, index)
+            if row is None or index >= size:
+                raise InvalidInputError(f"entry {index} is not in a tree of size {size}", reason="proof.range")
+            path = inclusion_proof(index, size, _ConnReader(self.store, conn), hasher=self.hasher)
+        return InclusionProof(index, size, row.leaf_hash, tuple(path))
+
+    def consistency_proof(self, old_size: int, new_size: int | None = None) -> list[bytes]:
+        with self.store.read() as conn:
+            size = self.store.tree_size(conn) if new_size is None else new_size
+            if not 0 <= old_size <= size <= self.store.tree_size(conn):
+                raise InvalidInputError(f"no consistency proof from {old_size} to {size}", reason="proof.range")
+            return consistency_proof(old_size, size, _ConnReader(self.store, conn), hasher=self.hasher)
+
+    def history(self, licence_id: str, tree_size: int | None = None) -> list[HistoryItem]:
+        with self.store.read() as conn:
+            size = self.store.tree_size(conn) if tree_size is None else tree_size
+            reader = _ConnReader(self.store, conn)
+            items = []
+            for row in self.store.licence_entries(conn, licence_id):
+                if row.index >= size:
+                    break
+                path = inclusion_proof(row.index, size, reader, hasher=self.hasher)
+                items.append(
+                    HistoryItem(
+                        index=row.index,
+                        block_height=row.block_height,
+                        record=SignedRecord.from_bytes(row.data),
+                        proof=InclusionProof(row.index, size, row.leaf_hash, tuple(path)),
+                    )
+                )
+        return items
+
+    # -- writes ---------------------------------------------------------------------------
+
+    def initialise(self, genesis: SignedRecord, *, now: datetime | None = None) -> BatchResult:
+        """Create the genesis block from the GENESIS record."""
+        if genesis.record.type is not RecordType.GENESIS:
+            raise InvalidInputError("initialise needs a GENESIS record", reason=reasons.RECORD_MALFORMED)
+        with self.store.read() as conn:
+            if self.store.tree_size(conn) != 0:
+                raise ConflictError("the ledger is already initialised", reason=reasons.GOVERNANCE_CONFLICT)
+        result = self.submit([genesis], now=now)
+        result.raise_first()
+        return result
+
+    def submit(self, records: Sequence[SignedRecord], *, now: datetime | None = None) -> BatchResult:
+        """Validate ``records`` in order, append the valid ones as one block, commit.
+
+        Rejected records change nothing and are reported with their reason.
+        Returns once the block is durable.
+        """
+        if self.identity is None:
+            raise StorageError("this ledger is opened read-only (no node identity)", reason="ledger.read_only")
+        identity = self.identity
+        now = now or now_utc()
+        result = BatchResult()
+        if not records:
+            return result
+        with self._write_lock:
+            # 1. parallel signature pre-verification against the committed state
+            preverified = self._preverify(records)
+            try:
+                with self.store.write() as conn:
+                    self._append(conn, records, preverified, now, identity, result)
+            except BaseException:
+                # the transaction rolled back: the in-memory frontier must forget the batch
+                self._range = self._load_range()
+                raise
+        return result
+
+    def _preverify(self, records: Sequence[SignedRecord]) -> list[CertLedgerError | bool | None]:
+        """True = verified, an error = failed, None = must be checked in sequence.
+
+        Keys are resolved once, in this thread, from the committed state; only
+        the SM2 verifications (which release the GIL) run in the pool.
+        """
+        keys: list[Any] = []
+        with self.store.read() as conn:
+            view = SqlStateView(conn, self.store)
+            for signed in records:
+                record = signed.record
+                agency = None if record.type in GOVERNANCE_TYPES else view.agency(record.agency)
+                key = agency.key(record.key_id) if agency is not None else None
+                # governance keys come from the policy, unknown agencies may be admitted
+                # earlier in this batch: both are checked in sequence
+                keys.append(key.public_key if key is not None else None)
+
+        def check(item: tuple[SignedRecord, Any]) -> CertLedgerError | bool | None:
+            signed, pub = item
+            if pub is None:
+                return None
+            try:
+                signed.verify_signature_by(pub)
+            except CertLedgerError as exc:
+                return exc
+            return True
+
+        pairs = list(zip(records, keys, strict=True))
+        if len(pairs) < 8:
+            return [check(p) for p in pairs]
+        return list(self._pool.map(check, pairs, chunksize=max(1, len(pairs) // 8)))
+
+    def _append(
+        self,
+        conn: Connection,
+        records: Sequence[SignedRecord],
+        preverified: Sequence[CertLedgerError | bool | None],
+        now: datetime,
+        identity: NodeIdentity,
+        result: BatchResult,
+    ) -> None:
+        start = self.store.tree_size(conn)
+        if start != self._range.size:
+            self._range = CompactRange.from_nodes(start, _ConnReader(self.store, conn), hasher=self.hasher)
+        prev = self.store.latest_block(conn)
+        height = 0 if prev is None else prev.height + 1
+        base_view = SqlStateView(conn, self.store)
+        base_view.prefetch(
+            (s.record.licence_id for s in records),
+            ((s.record.agency or GOVERNANCE_SIGNER, s.record.nonce) for s in records),
+        )
+        overlay = OverlayState(base_view)
+        rows: list[EntryRow] = []
+        changes: list[StateChange] = []
+        new_nodes: list[tuple[tuple[int, int], bytes]] = []
+        for position, signed in enumerate(records):
+            index = start + len(rows)
+            pre = preverified[position]
+            try:
+                if isinstance(pre, CertLedgerError):
+                    raise pre
+                change = validate(signed, overlay, index=index, now=now, signatures_verified=pre is True)
+            except CertLedgerError as exc:
+                result.rejected.append(Rejected(position, exc.reason, str(exc), exc))
+                continue
+            overlay.apply(change)
+            changes.append(change)
+            data = signed.entry_bytes()
+            leaf = self.hasher.hash_leaf(data)
+            new_nodes.extend(self._range.append(leaf))
+            record = signed.record
+            rows.append(
+                EntryRow(
+                    index=index,
+                    leaf_hash=leaf,
+                    record_hash=record.record_hash(),
+                    data=data,
+                    block_height=height,
+                    rtype=str(record.type),
+                    licence_id=record.licence_id or None,
+                    agency_id=record.agency or None,
+                )
+            )
+            result.accepted.append(Accepted(position, index, record.record_hash(), leaf))
+        if not rows:
+            return
+        origin = records[0].record.origin if prev is None else prev.header.origin
+        if prev is None:
+            self.store.meta_put(conn, "origin", origin)
+            self.store.meta_put(conn, "policy", records[0].entry_bytes().hex())
+        header = BlockHeader(
+            origin=origin,
+            height=height,
+            prev_hash=GENESIS_PREV_HASH if prev is None else prev.hash(),
+            first_index=start,
+            tree_size=start + len(rows),
+            tree_root=self._range.root(),
+            time=now,
+            proposer=identity.node_id,
+        )
+        check_link(prev, header)
+        block = sign_block(header, identity.block_key)
+        note = identity.sign_checkpoint(origin, header.tree_size, header.tree_root)
+        self.store.write_batch(conn, rows, new_nodes, changes, block, (header.tree_size, note))
+        result.block = block
+        result.checkpoint = note
+
+    def rebuild(self, progress: Callable[[int], None] | None = None) -> int:
+        """Recompute every derived table from the entries; returns the entry count."""
+        from ledger.state import MemoryState
+
+        with self._write_lock, self.store.write() as conn:
+            self.store.clear_derived(conn)
+            state = MemoryState()
+            blocks = {b.height: b for b in self.store.iter_blocks(conn)}
+            count = 0
+            for row in self.store.iter_entries(conn):
+                signed = SignedRecord.from_bytes(row.data)
+                block_time = blocks[row.block_height].header.time
+                change = validate(signed, state, index=row.index, now=block_time, signatures_verified=True)
+                state.apply(change)
+                self.store.apply_change(conn, change)
+                count += 1
+                if progress is not None:
+                    progress(1)
+        self.store.invalidate_caches()
+        return count
+
+
+class _ConnReader:
+    """NodeReader bound to one open connection (a proof reads one consistent snapshot)."""
+
+    def __init__(self, store: SqlStore, conn: Connection) -> None:
+        self.store = store
+        self.conn = conn
+
+    def get_nodes(self, keys: Sequence[tuple[int, int]], /) -> list[bytes]:
+        return self.store.get_nodes_conn(self.conn, keys)

@@ -1,0 +1,1 @@
+"""Persistent storage of the ledger through SQLAlchemy 2 (SQLite default, PostgreSQL by URL)."""
