@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import base64
 import os
+import sys
 from pathlib import Path
-from typing import Any
 
 import click
 
@@ -101,8 +101,8 @@ def sign(key_path: Path, passphrase_file: Path | None, signer_id: str, fmt: str,
     sig = key.sign(read_input(file), signer_id=_signer_id(signer_id), backend=get_backend(backend))
     data = {"der": sig, "raw": der_to_raw(sig), "base64": base64.b64encode(sig) + b"\n"}[fmt]
     if out is None:
-        stdout: Any = click.get_binary_stream("stdout")
-        stdout.write(data)
+        sys.stdout.buffer.write(data)
+        sys.stdout.flush()
     else:
         out.write_bytes(data)
 

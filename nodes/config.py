@@ -1,0 +1,128 @@
+"""Node configuration: a TOML file in the node's home, overridden by environment.
+
+Precedence (highest first): command-line options, ``CERTLEDGER_*`` environment
+variables, ``<home>/certledger.toml``, built-in defaults. The home directory
+is ``--home``, else ``$CERTLEDGER_HOME``, else ``./.certledger``.
+
+    [ledger]
+    database = "sqlite:////abs/path/ledger.db"   # or postgresql://user@host/db
+    origin   = "gd.certledger.example/log"
+
+    [node]
+    id   = "node-1"
+    keys = "keys"                                 # relative to home
+
+    [api]
+    host = "127.0.0.1"
+    port = 8600
+    public_url = "http://127.0.0.1:8600"
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+
+from signing.errors import InvalidInputError
+
+CONFIG_FILE = "certledger.toml"
+DEFAULT_HOME = ".certledger"
+
+#: environment variable -> (section, key)
+ENV_OVERRIDES = {
+    "CERTLEDGER_DATABASE": ("ledger", "database"),
+    "CERTLEDGER_ORIGIN": ("ledger", "origin"),
+    "CERTLEDGER_NODE_ID": ("node", "id"),
+    "CERTLEDGER_API_HOST": ("api", "host"),
+    "CERTLEDGER_API_PORT": ("api", "port"),
+    "CERTLEDGER_PUBLIC_URL": ("api", "public_url"),
+}
+
+
+@dataclass
+class NodeConfig:
+    home: Path
+    database: str = ""
+    origin: str = ""
+    node_id: str = "node-1"
+    keys_dir: str = "keys"
+    api_host: str = "127.0.0.1"
+    api_port: int = 8600
+    public_url: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def keys_path(self) -> Path:
+        return self.home / self.keys_dir
+
+    @property
+    def config_path(self) -> Path:
+        return self.home / CONFIG_FILE
+
+    def default_database(self) -> str:
+        return f"sqlite:///{(self.home / 'ledger.db').resolve()}"
+
+    def to_toml(self) -> dict[str, Any]:
+        return {
+            "ledger": {"database": self.database or self.default_database(), "origin": self.origin},
+            "node": {"id": self.node_id, "keys": self.keys_dir},
+            "api": {
+                "host": self.api_host,
+                "port": self.api_port,
+                "public_url": self.public_url or f"http://{self.api_host}:{self.api_port}",
+            },
+        }
+
+    def save(self) -> None:
+        self.home.mkdir(parents=True, exist_ok=True)
+        self.config_path.write_bytes(tomli_w.dumps(self.to_toml()).encode())
+
+
+def resolve_home(home: str | Path | None) -> Path:
+    return Path(home or os.environ.get("CERTLEDGER_HOME") or DEFAULT_HOME)
+
+
+def load_config(home: str | Path | None, *, must_exist: bool = True) -> NodeConfig:
+    """The configuration of the node at ``home``, with environment overrides applied."""
+    path = resolve_home(home)
+    data: dict[str, Any] = {}
+    cfg_file = path / CONFIG_FILE
+    if cfg_file.exists():
+        try:
+            data = tomllib.loads(cfg_file.read_text("utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise InvalidInputError(f"{cfg_file}: not valid TOML ({exc})", reason="config.invalid") from None
+    elif must_exist:
+        raise InvalidInputError(
+            f"no certledger node at {path} (run `certledger init` or set --home / CERTLEDGER_HOME)",
+            reason="config.missing",
+        )
+    for env, (section, key) in ENV_OVERRIDES.items():
+        if env in os.environ:
+            data.setdefault(section, {})[key] = os.environ[env]
+    ledger = data.get("ledger", {})
+    node = data.get("node", {})
+    api = data.get("api", {})
+    try:
+        port = int(api.get("port", 8600))
+    except ValueError:
+        raise InvalidInputError("api.port must be an integer", reason="config.invalid") from None
+    cfg = NodeConfig(
+        home=path,
+        database=str(ledger.get("database", "")),
+        origin=str(ledger.get("origin", "")),
+        node_id=str(node.get("id", "node-1")),
+        keys_dir=str(node.get("keys", "keys")),
+        api_host=str(api.get("host", "127.0.0.1")),
+        api_port=port,
+        public_url=str(api.get("public_url", "")),
+        extra={k: v for k, v in data.items() if k not in ("ledger", "node", "api")},
+    )
+    if not cfg.database:
+        cfg.database = cfg.default_database()
+    return cfg

@@ -1,0 +1,145 @@
+"""The embedded single-node set-up: a home directory with config, keys and a SQLite ledger.
+
+``init_node`` creates the node keys, a governance authority key (for a
+single-province trial; a production genesis names authority keys held
+elsewhere, e.g. in an HSM), the GENESIS record and block 0. ``open_node``
+opens it again.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from ledger.identity import NodeKeys
+from ledger.records import (
+    Record,
+    RecordType,
+    SignedRecord,
+    encode_public_key,
+    format_time,
+    new_nonce,
+    now_utc,
+    sign_record,
+)
+from ledger.service import BatchResult, Ledger
+from nodes.config import NodeConfig
+from signing.errors import InvalidInputError
+from signing.sm2 import SM2PrivateKey, SM2PublicKey
+
+AUTHORITY_KEY_FILE = "authority.pem"
+
+
+def agency_key_json(key: SM2PublicKey, not_before: datetime | None = None) -> dict[str, Any]:
+    """An agency key entry; valid from ``not_before`` (default: now)."""
+    return {
+        "key_id": key.key_id,
+        "public_key": encode_public_key(key),
+        "not_before": format_time(not_before or now_utc()),
+    }
+
+
+def write_secret(path: Path, data: bytes) -> None:
+    """Create ``path`` with mode 0600 (never world-readable, not even briefly)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+
+
+@dataclass
+class LocalNode:
+    config: NodeConfig
+    keys: NodeKeys | None  # None when opened read-only
+    ledger: Ledger
+    passphrase: bytes
+
+    def close(self) -> None:
+        self.ledger.close()
+
+    @property
+    def origin(self) -> str:
+        return self.ledger.origin
+
+    def authority_key(self) -> SM2PrivateKey:
+        path = self.config.keys_path / AUTHORITY_KEY_FILE
+        if not path.exists():
+            raise InvalidInputError(
+                f"no governance authority key at {path}: governance records must be signed by the "
+                "authorities named in the genesis record",
+                reason="governance.key_missing",
+            )
+        return SM2PrivateKey.load(path, self.passphrase)
+
+    def governance(self, rtype: RecordType, payload: Mapping[str, Any],
+                   keys: Sequence[SM2PrivateKey] | None = None) -> BatchResult:
+        """Build, sign (authority keys) and append one governance record."""
+        record = Record(rtype, self.origin, now_utc(), new_nonce(), "", "", dict(payload))
+        signed = sign_record(record, list(keys) if keys else [self.authority_key()])
+        result = self.ledger.submit([signed])
+        result.raise_first()
+        return result
+
+
+def init_node(
+    config: NodeConfig,
+    passphrase: bytes,
+    *,
+    origin: str,
+    node_name: str,
+    authority_id: str,
+    authority_name: str,
+    agencies: Sequence[Mapping[str, Any]] = (),
+    quorum: int = 1,
+    time_window: int = 300,
+    description: str = "",
+) -> LocalNode:
+    """Create keys, config and the genesis block of a new single-node ledger."""
+    if config.config_path.exists():
+        raise InvalidInputError(f"{config.home} already holds a certledger node", reason="config.exists")
+    keys = NodeKeys.generate(config.node_id)
+    authority = SM2PrivateKey.generate()
+    keys.save(config.keys_path, passphrase)
+    write_secret(config.keys_path / AUTHORITY_KEY_FILE, authority.to_pem(passphrase))
+    config.origin = origin
+    config.save()
+    payload: dict[str, Any] = {
+        "agencies": [dict(a) for a in agencies],
+        "nodes": [keys.node_json(node_name, config.public_url)],
+        "governance": {
+            "authorities": [
+                {"id": authority_id, "name": authority_name, "public_key": encode_public_key(authority.public_key)}
+            ],
+            "threshold": 1,
+        },
+        "quorum": {"threshold": quorum},
+        "time_window_seconds": time_window,
+    }
+    if description:
+        payload["description"] = description
+    genesis = sign_record(Record(RecordType.GENESIS, origin, now_utc(), new_nonce(), "", "", payload), [authority])
+    ledger = Ledger.open(config.database, keys.identity())
+    ledger.initialise(genesis)
+    return LocalNode(config, keys, ledger, passphrase)
+
+
+def open_node(config: NodeConfig, passphrase: bytes | None, *, write: bool = True) -> LocalNode:
+    """Open the node at ``config.home``; read-only when ``write`` is false (no keys needed)."""
+    if write:
+        if passphrase is None:
+            raise InvalidInputError(
+                "the node keys are encrypted: set CERTLEDGER_PASSPHRASE or pass --passphrase-file",
+                reason="key.passphrase",
+            )
+        keys = NodeKeys.load(config.keys_path, passphrase)
+        ledger = Ledger.open(config.database, keys.identity())
+        return LocalNode(config, keys, ledger, passphrase)
+    return LocalNode(config, None, Ledger.open(config.database, None), passphrase or b"")
+
+
+def parse_signed_record(data: bytes) -> SignedRecord:
+    return SignedRecord.from_bytes(data.strip() if data.endswith(b"\n") else data)
