@@ -8,8 +8,8 @@ consistency with this one.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 
 from reportlab.lib import colors
