@@ -24,6 +24,7 @@ from typing import Final
 
 import nacl.exceptions
 import nacl.signing
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519 as _crypto_ed25519
 
@@ -85,7 +86,7 @@ class Ed25519PublicKey:
             raise InvalidInputError("public key input is too large", reason="key.malformed")
         try:
             key = serialization.load_der_public_key(data)
-        except (ValueError, TypeError):
+        except (ValueError, TypeError, UnsupportedAlgorithm):
             raise InvalidInputError(
                 "not a DER SubjectPublicKeyInfo", reason="key.malformed"
             ) from None
@@ -173,7 +174,7 @@ class Ed25519PrivateKey:
             raise InvalidInputError("private key input is too large", reason="key.malformed")
         try:
             key = serialization.load_der_private_key(data, password=None)
-        except (ValueError, TypeError):
+        except (ValueError, TypeError, UnsupportedAlgorithm):
             raise InvalidInputError("not a PKCS#8 private key", reason="key.malformed") from None
         if not isinstance(key, _crypto_ed25519.Ed25519PrivateKey):
             raise InvalidInputError("the private key is not an Ed25519 key", reason="key.malformed")

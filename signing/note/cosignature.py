@@ -188,4 +188,5 @@ class CosignatureSigner:
     def sign(self, msg: bytes) -> bytes:
         """``u64 timestamp || Ed25519(cosignature/v1 message)`` at the current time."""
         timestamp = int(self._clock())
-        return timestamp.to_bytes(8, "big") + self._key.sign(cosignature_message(msg, timestamp))
+        message = cosignature_message(msg, timestamp)  # range-checks the timestamp first
+        return timestamp.to_bytes(8, "big") + self._key.sign(message)
