@@ -29,7 +29,7 @@ from ledger.merkle.compact import CompactRange
 from ledger.merkle.hashing import TreeHasher
 from ledger.merkle.proofs import consistency_proof, inclusion_proof, root_at
 from ledger.records import GOVERNANCE_TYPES, RecordType, SignedRecord, now_utc
-from ledger.state import GOVERNANCE_SIGNER, LicenceState, OverlayState, StateChange
+from ledger.state import GOVERNANCE_SIGNER, Agency, LicenceState, Node, OverlayState, StateChange
 from ledger.store.sql import EntryRow, SqlStateView, SqlStore
 from ledger.validation import validate
 from signing.errors import CertLedgerError, ConflictError, InvalidInputError, StorageError
@@ -203,6 +203,45 @@ class Ledger:
                     )
                 )
         return items
+
+    def key_admission(self, key_id: str) -> tuple[int, SignedRecord] | None:
+        """The governance entry that introduced agency key ``key_id`` (GENESIS, ADMIT or ROTATE)."""
+        with self.store.read() as conn:
+            for row in self.store.governance_entries(conn):
+                signed = SignedRecord.from_bytes(row.data)
+                p = signed.record.payload
+                keys: list[Any] = []
+                if signed.record.type is RecordType.GENESIS:
+                    keys = [k for a in p["agencies"] for k in a["keys"]]
+                elif signed.record.type is RecordType.AGENCY_ADMIT:
+                    keys = list(p["agency"]["keys"])
+                else:
+                    keys = [p["new_key"]]
+                if any(k["key_id"] == key_id for k in keys):
+                    return row.index, signed
+        return None
+
+    def agency(self, agency_id: str) -> Agency | None:
+        with self.store.read() as conn:
+            return SqlStateView(conn, self.store).agency(agency_id)
+
+    def quorum_policy(self) -> tuple[str, list[Node], int] | None:
+        """(origin, admitted nodes, quorum threshold), or None before genesis."""
+        with self.store.read() as conn:
+            policy = self.store.cached_policy(conn)
+            if policy is None:
+                return None
+            nodes = [n for n in self.store.all_nodes(conn) if n.removed_at is None]
+        return policy.origin, nodes, policy.quorum_threshold
+
+    def block(self, height: int) -> Block | None:
+        with self.store.read() as conn:
+            return self.store.block(conn, height)
+
+    def entries(self, start: int, end: int) -> list[tuple[EntryRow, SignedRecord]]:
+        with self.store.read() as conn:
+            rows = self.store.entries(conn, start, end)
+        return [(r, SignedRecord.from_bytes(r.data)) for r in rows]
 
     # -- writes ---------------------------------------------------------------------------
 

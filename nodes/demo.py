@@ -179,7 +179,7 @@ def _lifecycle(st: DemoState, node: LocalNode) -> None:
     st.say(f"REVOKE                {revoked} -> entry {idx}")
 
     st.say("\nrefused, changing nothing:")
-    attempts = [
+    attempts: list[tuple[str, str, RecordType, dict[str, Any]]] = [
         ("Guangzhou revokes a Shenzhen licence", gz.id, RecordType.REVOKE,
          {"licence_id": amended, "reason_code": "fraud", "reason_text": "x"}),
         ("Guangzhou resumes its revoked licence", gz.id, RecordType.RESUME, {"licence_id": revoked}),

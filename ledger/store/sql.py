@@ -30,6 +30,10 @@ from ledger.store import schema as t
 from signing.errors import StorageError
 
 _MIGRATIONS = Path(__file__).parent / "migrations"
+#: execution option marking a connection opened by :meth:`SqlStore.read`
+_READ_ONLY = "certledger_read_only"
+#: pg_advisory_xact_lock key that serialises ledger writers on PostgreSQL (ASCII "certledg")
+_PG_WRITE_LOCK = 0x63657274_6C656467
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -51,8 +55,9 @@ def make_engine(url: str) -> Engine:
 
         @event.listens_for(engine, "begin")
         def _begin_immediate(conn: Connection) -> None:
-            # take the write lock at BEGIN, so two writers never both read a stale tree size
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            # writers take the write lock at BEGIN, so two writers never both read a stale tree size;
+            # readers take a deferred snapshot (under WAL a reader never blocks the writer)
+            conn.exec_driver_sql("BEGIN" if conn.get_execution_options().get(_READ_ONLY) else "BEGIN IMMEDIATE")
 
         return engine
     if url.startswith("postgresql://"):
@@ -174,8 +179,14 @@ class SqlStore:
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
+        """A connection whose reads all see one consistent snapshot of the ledger."""
         try:
             with self.engine.connect() as conn:
+                conn.execution_options(**{_READ_ONLY: True})
+                if conn.dialect.name == "postgresql":
+                    # READ COMMITTED would give every statement a new snapshot: an audit or a
+                    # proof spanning several queries could mix two tree sizes
+                    conn.execution_options(isolation_level="REPEATABLE READ")
                 yield conn
         except SQLAlchemyError as exc:
             raise StorageError(f"database read failed: {exc}") from None
@@ -185,6 +196,10 @@ class SqlStore:
         """One write transaction; commits on success, rolls back on any error."""
         try:
             with self.engine.begin() as conn:
+                if conn.dialect.name == "postgresql":
+                    # the counterpart of SQLite's BEGIN IMMEDIATE: one writer at a time across
+                    # processes, taken before the transaction reads the tree size
+                    conn.execute(select(func.pg_advisory_xact_lock(_PG_WRITE_LOCK)))
                 yield conn
         except SQLAlchemyError as exc:
             self.invalidate_caches()
@@ -272,6 +287,15 @@ class SqlStore:
     def licence_entries(self, conn: Connection, licence_id: str) -> list[EntryRow]:
         rows = conn.execute(
             select(t.entries).where(t.entries.c.licence_id == licence_id).order_by(t.entries.c.idx)
+        ).all()
+        return [_entry_row(r) for r in rows]
+
+    def governance_entries(self, conn: Connection) -> list[EntryRow]:
+        """The GENESIS and agency governance entries (few: they admit and rotate keys)."""
+        rows = conn.execute(
+            select(t.entries)
+            .where(t.entries.c.rtype.in_(("GENESIS", "AGENCY_ADMIT", "AGENCY_ROTATE_KEY")))
+            .order_by(t.entries.c.idx)
         ).all()
         return [_entry_row(r) for r in rows]
 

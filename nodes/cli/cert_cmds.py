@@ -111,19 +111,15 @@ def cert_group() -> None:
     "--role",
     type=click.Choice([r.value for r in Role]),
     required=True,
-    help="root: self-signed province CA; ca: subordinate CA; agency: issuing agency; "
-    "node: department node.",
+    help="root: self-signed province CA; ca: subordinate CA; agency: issuing agency; node: department node.",
 )
-@click.option(
-    "--self-signed", is_flag=True, help="Make a self-signed root (implied by --role root)."
-)
+@click.option("--self-signed", is_flag=True, help="Make a self-signed root (implied by --role root).")
 @click.option("--ca-cert", type=_EXISTING_FILE, help="Issuing CA certificate (PEM or DER).")
 @click.option("--ca-key", type=_EXISTING_FILE, help="Issuing CA private key (PKCS#8 PEM).")
 @click.option(
     "--passphrase-file",
     type=_EXISTING_FILE,
-    help="Passphrase of the signing key: --ca-key, or --key for a root "
-    "(default: $CERTLEDGER_PASSPHRASE).",
+    help="Passphrase of the signing key: --ca-key, or --key for a root (default: $CERTLEDGER_PASSPHRASE).",
 )
 @click.option(
     "--key",
@@ -138,17 +134,13 @@ def cert_group() -> None:
     help="Passphrase of an encrypted private --key when it is not the signing key.",
 )
 @click.option("--org", required=True, help="Organization name (O), Chinese allowed.")
-@click.option(
-    "--credit-code", help="统一社会信用代码 (18 characters, GB 32100); required for agency."
-)
+@click.option("--credit-code", help="统一社会信用代码 (18 characters, GB 32100); required for agency.")
 @click.option("--cn", required=True, help="Common name (CN); for a node, the node's name.")
 @click.option("--ou", help="Organizational unit (OU).")
 @click.option("--country", default="CN", show_default=True, help="Country (C), ISO 3166 code.")
 @click.option("--province", help="State or province (ST).")
 @click.option("--locality", help="Locality (L).")
-@click.option(
-    "--days", type=click.IntRange(min=1), default=365, show_default=True, help="Validity in days."
-)
+@click.option("--days", type=click.IntRange(min=1), default=365, show_default=True, help="Validity in days.")
 @click.option("--not-before", help=f"Start of validity (default: now - 5 min). {_TIME_HELP}")
 @click.option(
     "--path-length",
@@ -290,9 +282,7 @@ def _chain_summary(result: ChainVerification) -> dict[str, Any]:
     help="Key usage the certificate must allow (digitalSignature, nonRepudiation, "
     "...). Repeatable; default: none required.",
 )
-@click.option(
-    "--role", type=click.Choice([r.value for r in Role]), help="Role the certificate must have."
-)
+@click.option("--role", type=click.Choice([r.value for r in Role]), help="Role the certificate must have.")
 @click.option("--eku", help="Extended key usage the certificate must allow (OID or name).")
 @json_option
 @handle_errors

@@ -1,0 +1,1 @@
+"""The verification API: submission, status, proofs, history, file verification, federation."""

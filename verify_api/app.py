@@ -1,0 +1,265 @@
+"""The FastAPI application: ``/v1`` submission, status, history, entries, proofs, checkpoints.
+
+Every answer carries what a client needs to check it without trusting this
+node: records as stored (canonical envelopes), inclusion proofs to the size
+of the signed checkpoint returned alongside, and the governance record that
+admitted the signing agency's key, itself with its inclusion proof.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Annotated
+
+from fastapi import FastAPI, Query, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import PlainTextResponse
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from ledger.checkpoint import open_checkpoint, verify_quorum
+from ledger.identity import checkpoint_verifiers, note_key_name
+from ledger.records import MAX_ENTRY_BYTES, SignedRecord, encode_public_key
+from ledger.sequencer import GroupCommitSequencer, OverloadedError
+from ledger.service import InclusionProof, Ledger
+from signing.errors import CertLedgerError, InvalidInputError
+from verify_api import models, problems
+from verify_api.limits import BodySizeLimit, RateLimit
+
+API_VERSION = "1.0.0"
+MAX_ENTRIES_PER_PAGE = 1000
+
+
+@dataclass
+class ApiSettings:
+    node_id: str = "node-1"
+    max_record_bytes: int = MAX_ENTRY_BYTES
+    max_upload_bytes: int = 20 * 1024 * 1024
+    #: tokens per second and burst per client address on public read endpoints (0 = off)
+    rate_per_client: float = 200.0
+    burst_per_client: int = 400
+    extra_routes: list[Callable[[FastAPI], None]] = field(default_factory=list)
+
+
+class _Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter("certledger_http_requests_total", "HTTP requests", ["route", "status"],
+                                registry=self.registry)
+        self.latency = Histogram("certledger_http_request_seconds", "HTTP request latency", ["route"],
+                                 registry=self.registry,
+                                 buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5))
+        self.submissions = Counter("certledger_submissions_total", "Submitted records", ["outcome"],
+                                   registry=self.registry)
+        self.tree_size = Gauge("certledger_tree_size", "Entries in the ledger", registry=self.registry)
+
+
+def _proof_model(p: InclusionProof) -> models.InclusionProofModel:
+    return models.InclusionProofModel(index=p.index, tree_size=p.tree_size, leaf_hash=p.leaf_hash.hex(),
+                                      path=[h.hex() for h in p.path])
+
+
+def create_app(ledger: Ledger, *, sequencer: GroupCommitSequencer | None = None,
+               settings: ApiSettings | None = None) -> FastAPI:
+    """The API over ``ledger``; submissions need a ``sequencer`` (read-only without one)."""
+    cfg = settings or ApiSettings()
+    metrics = _Metrics()
+    app = FastAPI(
+        title="certledger verification API",
+        version=API_VERSION,
+        description="Submit SM2-signed licence records; fetch licence status and history with "
+                    "RFC 9162 (SM3) inclusion proofs and signed checkpoints you can check yourself.",
+    )
+    app.state.ledger = ledger
+    app.state.metrics = metrics
+    app.add_exception_handler(CertLedgerError, problems.certledger_error_handler)
+    app.add_exception_handler(RequestValidationError, problems.validation_error_handler)
+    app.add_exception_handler(StarletteHTTPException, problems.http_error_handler)
+    app.add_exception_handler(Exception, problems.unexpected_error_handler)
+
+    @app.middleware("http")
+    async def _measure(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        start = time.perf_counter()
+        response = await call_next(request)
+        route = request.scope.get("route")
+        name = getattr(route, "path", "unmatched")
+        metrics.requests.labels(name, str(response.status_code)).inc()
+        metrics.latency.labels(name).observe(time.perf_counter() - start)
+        return response
+
+    def _quorum_final(note: str) -> bool:
+        policy = ledger.quorum_policy()
+        if policy is None:
+            return False
+        origin, nodes, threshold = policy
+        try:
+            opened = open_checkpoint(note, checkpoint_verifiers(origin, nodes), origin=origin)
+            verify_quorum(opened, [note_key_name(origin, n.id) for n in nodes], threshold)
+        except CertLedgerError:
+            return False
+        return True
+
+    # -- submission ---------------------------------------------------------------------------
+
+    @app.post("/v1/records", status_code=201, response_model=models.SubmitResponse, tags=["records"],
+              responses={409: {"description": "conflict (double issue, replayed nonce, revoked)"},
+                         422: {"description": "invalid record (reason code in the problem)"},
+                         403: {"description": "the signer is not allowed to do this"},
+                         503: {"description": "overloaded: retry after Retry-After seconds"}})
+    async def submit_record(request: Request) -> models.SubmitResponse:
+        """Submit one signed record (its canonical JSON envelope). Answers once it is durable."""
+        if sequencer is None:
+            raise InvalidInputError("this node does not accept submissions", reason="ledger.read_only")
+        body = await request.body()
+        # one trailing newline (files end with one) is not part of the canonical JSON
+        body = body.removesuffix(b"\n")
+        try:
+            signed = SignedRecord.from_bytes(body)
+        except CertLedgerError:
+            metrics.submissions.labels("malformed").inc()
+            raise
+        try:
+            ack = await asyncio.wrap_future(sequencer.submit(signed))
+        except OverloadedError as exc:
+            metrics.submissions.labels("overloaded").inc()
+            return problems.problem(503, "Overloaded", str(exc), exc.reason, retry_after=exc.retry_after)  # type: ignore[return-value]
+        except CertLedgerError:
+            metrics.submissions.labels("rejected").inc()
+            raise
+        metrics.submissions.labels("accepted").inc()
+        metrics.tree_size.set(ack.tree_size)
+        proof = await asyncio.to_thread(ledger.inclusion_proof, ack.accepted.index, ack.tree_size)
+        return models.SubmitResponse(
+            index=ack.accepted.index, record_hash=ack.accepted.record_hash, leaf_hash=ack.accepted.leaf_hash.hex(),
+            block_height=ack.block_height, tree_size=ack.tree_size, checkpoint=ack.checkpoint,
+            inclusion_proof=_proof_model(proof), final=_quorum_final(ack.checkpoint),
+        )
+
+    # -- licences -----------------------------------------------------------------------------
+
+    @app.get("/v1/licences/{licence_id}", response_model=models.LicenceResponse, tags=["licences"])
+    def licence_status(licence_id: str) -> models.LicenceResponse:
+        """Current status, latest record with its inclusion proof, the signing key's admission, checkpoint."""
+        lic = ledger.licence(licence_id)
+        if lic is None:
+            raise InvalidInputError(f"licence {licence_id} is not on this ledger", reason="state.unknown_licence")
+        size, note = ledger.latest_checkpoint()
+        latest = ledger.entry(lic.latest_index)
+        proof = ledger.inclusion_proof(lic.latest_index, size)
+        return models.LicenceResponse(
+            origin=ledger.origin, licence_id=lic.licence_id, status=str(lic.status), version=lic.version,
+            issuer=lic.issuer, type_code=lic.type_code, region=lic.region, files=dict(lic.files),
+            metadata=dict(lic.metadata), issued_at=lic.to_json()["issued_at"], updated_at=lic.to_json()["updated_at"],
+            revocation_reason=lic.revocation_reason, superseded_files=list(lic.superseded_files),
+            latest_record=latest.to_json(), inclusion_proof=_proof_model(proof),
+            signing_key=_key_admission(ledger, latest, size), checkpoint=note,
+        )
+
+    @app.get("/v1/licences/{licence_id}/history", response_model=models.HistoryResponse, tags=["licences"])
+    def licence_history(licence_id: str) -> models.HistoryResponse:
+        """Every record of the licence, each with an inclusion proof to the returned checkpoint."""
+        size, note = ledger.latest_checkpoint()
+        items = ledger.history(licence_id, size)
+        if not items:
+            raise InvalidInputError(f"licence {licence_id} is not on this ledger", reason="state.unknown_licence")
+        return models.HistoryResponse(
+            origin=ledger.origin, licence_id=licence_id, tree_size=size, checkpoint=note,
+            records=[models.HistoryItemModel(index=it.index, block_height=it.block_height, record=it.record.to_json(),
+                                             inclusion_proof=_proof_model(it.proof)) for it in items],
+        )
+
+    # -- log ----------------------------------------------------------------------------------
+
+    @app.get("/v1/entries", response_model=models.EntriesResponse, tags=["log"])
+    def entries(start: Annotated[int, Query(ge=0)] = 0,
+                end: Annotated[int | None, Query(ge=1, description="exclusive")] = None) -> models.EntriesResponse:
+        """Entries [start, end), at most 1000 per call."""
+        size = ledger.tree_size()
+        stop = min(size, end if end is not None else start + 100, start + MAX_ENTRIES_PER_PAGE)
+        if start >= size or stop <= start:
+            raise InvalidInputError(f"no entries in [{start}, {end}) of a tree of size {size}", reason="entry.range")
+        rows = ledger.entries(start, stop)
+        return models.EntriesResponse(
+            start=start, end=stop, tree_size=size,
+            entries=[models.EntryModel(index=r.index, leaf_hash=r.leaf_hash.hex(), block_height=r.block_height,
+                                       entry=s.to_json()) for r, s in rows],
+        )
+
+    @app.get("/v1/proofs/inclusion", response_model=models.InclusionProofModel, tags=["log"])
+    def inclusion(index: Annotated[int, Query(ge=0)],
+                  tree_size: Annotated[int | None, Query(ge=1)] = None) -> models.InclusionProofModel:
+        """RFC 9162 inclusion proof of entry ``index`` in the tree of ``tree_size`` (default: latest checkpoint)."""
+        size = tree_size if tree_size is not None else ledger.latest_checkpoint()[0]
+        if size > ledger.tree_size():
+            raise InvalidInputError(f"tree size {size} is beyond the log", reason="proof.range")
+        return _proof_model(ledger.inclusion_proof(index, size))
+
+    @app.get("/v1/proofs/consistency", response_model=models.ConsistencyProofModel, tags=["log"])
+    def consistency(first: Annotated[int, Query(ge=0)],
+                    second: Annotated[int | None, Query(ge=1)] = None) -> models.ConsistencyProofModel:
+        """RFC 9162 consistency proof between tree sizes ``first`` and ``second`` (default: latest checkpoint)."""
+        size = second if second is not None else ledger.latest_checkpoint()[0]
+        path = ledger.consistency_proof(first, size)
+        return models.ConsistencyProofModel(first=first, second=size, path=[h.hex() for h in path])
+
+    @app.get("/v1/checkpoint", response_class=PlainTextResponse, tags=["log"],
+             responses={200: {"content": {"text/plain": {}}, "description": "C2SP signed note"}})
+    def checkpoint(size: Annotated[int | None, Query(ge=1)] = None) -> PlainTextResponse:
+        """The latest (or the given size's) signed checkpoint as a C2SP signed note."""
+        if size is None:
+            note = ledger.latest_checkpoint()[1]
+        else:
+            found = ledger.checkpoint_at(size)
+            if found is None:
+                raise InvalidInputError(f"no checkpoint at tree size {size}", reason="checkpoint.unknown")
+            note = found
+        return PlainTextResponse(note, media_type="text/plain; charset=utf-8")
+
+    @app.get("/v1/blocks/{height}", response_model=models.BlockModel, tags=["log"])
+    def block(height: int) -> models.BlockModel:
+        """A block header with its proposer's SM2 signature."""
+        found = ledger.block(height)
+        if found is None:
+            raise InvalidInputError(f"no block {height}", reason="block.unknown")
+        data = found.to_json()
+        return models.BlockModel(header=data["header"], hash=data["hash"], signature=data["signature"])
+
+    # -- operations ---------------------------------------------------------------------------
+
+    @app.get("/healthz", response_model=models.HealthResponse, tags=["operations"])
+    def healthz() -> models.HealthResponse:
+        size = ledger.tree_size()
+        metrics.tree_size.set(size)
+        return models.HealthResponse(status="ok", origin=ledger.origin, tree_size=size, node_id=cfg.node_id)
+
+    @app.get("/metrics", response_class=PlainTextResponse, tags=["operations"])
+    def prometheus_metrics() -> Response:
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    for extra in cfg.extra_routes:
+        extra(app)
+
+    # added last = outermost: size limits run before rate limits, both before routing
+    app.add_middleware(RateLimit, rate=cfg.rate_per_client, burst=cfg.burst_per_client,
+                       prefixes=("/v1/licences", "/v1/entries", "/v1/proofs", "/v1/checkpoint", "/v1/verify"))
+    app.add_middleware(BodySizeLimit, default_limit=cfg.max_record_bytes,
+                       limits={"/v1/verify": cfg.max_upload_bytes})
+    return app
+
+
+def _key_admission(ledger: Ledger, latest: SignedRecord, tree_size: int) -> models.KeyAdmission:
+    found = ledger.key_admission(latest.record.key_id)
+    if found is None:
+        raise InvalidInputError("the record's key has no admission record", reason="agency.key_unknown")
+    index, record = found
+    agency = ledger.agency(latest.record.agency)
+    key = agency.key(latest.record.key_id) if agency else None
+    if key is None:
+        raise InvalidInputError("the record's key is not in the registry", reason="agency.key_unknown")
+    return models.KeyAdmission(
+        agency_id=latest.record.agency, key_id=key.key_id, public_key=encode_public_key(key.public_key),
+        record=record.to_json(), inclusion_proof=_proof_model(ledger.inclusion_proof(index, tree_size)),
+    )
