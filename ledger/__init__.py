@@ -1,0 +1,1 @@
+"""Records, canonical encoding, Merkle tree, blocks, checkpoints, state, storage and audit."""
