@@ -109,8 +109,9 @@ class AuditReport:
 
 
 class _Replay:
-    def __init__(self, store: SqlStore, report: AuditReport, progress: Callable[[int], None] | None,
-                 workers: int) -> None:
+    def __init__(
+        self, store: SqlStore, report: AuditReport, progress: Callable[[int], None] | None, workers: int
+    ) -> None:
         self.store = store
         self.report = report
         self.progress = progress
@@ -162,7 +163,10 @@ class _Replay:
                 continue
             record = signed.record
             if (row.record_hash, row.rtype, row.licence_id or "", row.agency_id or "") != (
-                record.record_hash(), str(record.type), record.licence_id, record.agency
+                record.record_hash(),
+                str(record.type),
+                record.licence_id,
+                record.agency,
             ):
                 self.report.add(reasons.ENTRY_HASH, where, "indexed columns do not match the entry")
             parsed.append(signed)
@@ -179,8 +183,9 @@ class _Replay:
                 continue
             # 2. re-validate against the replayed state at the block's time
             try:
-                change = validate(signed, self.state, index=row.index, now=block.header.time,
-                                  signatures_verified=ok is True)
+                change = validate(
+                    signed, self.state, index=row.index, now=block.header.time, signatures_verified=ok is True
+                )
             except CertLedgerError as exc:
                 self.report.add(exc.reason, where, f"record is not valid on replay: {exc}")
                 continue
@@ -213,8 +218,11 @@ class _Replay:
     def block_end(self, block: Block) -> None:
         where = f"block {block.height}"
         if self.range.size != block.header.tree_size:
-            self.report.add(reasons.BLOCK_SIZE, where,
-                            f"header says tree size {block.header.tree_size}, entries give {self.range.size}")
+            self.report.add(
+                reasons.BLOCK_SIZE,
+                where,
+                f"header says tree size {block.header.tree_size}, entries give {self.range.size}",
+            )
             return
         root = self.range.root()
         self.roots[self.range.size] = root
@@ -264,8 +272,7 @@ def _blocks_with_entries(store: SqlStore, conn: Any) -> Iterator[tuple[Block, li
         yield block, rows
 
 
-def audit(store: SqlStore, *, progress: Callable[[int], None] | None = None,
-          workers: int | None = None) -> AuditReport:
+def audit(store: SqlStore, *, progress: Callable[[int], None] | None = None, workers: int | None = None) -> AuditReport:
     """Replay-verify the whole ledger; the report lists findings, first bad place first."""
     report = AuditReport()
     started = time.perf_counter()
@@ -278,8 +285,11 @@ def audit(store: SqlStore, *, progress: Callable[[int], None] | None = None,
                 if block.height > 0:
                     replay.block(prev, block)
                 if rows and rows[0].index != block.header.first_index:
-                    report.add(reasons.BLOCK_SIZE, f"entry {rows[0].index}",
-                               f"block {block.height} should start at entry {block.header.first_index}")
+                    report.add(
+                        reasons.BLOCK_SIZE,
+                        f"entry {rows[0].index}",
+                        f"block {block.height} should start at entry {block.header.first_index}",
+                    )
                 for start in range(0, len(rows), _CHUNK):
                     replay.entries(rows[start : start + _CHUNK], block)
                     replay.compare_nodes(conn)
@@ -293,8 +303,11 @@ def audit(store: SqlStore, *, progress: Callable[[int], None] | None = None,
                 prev = block
             size = store.tree_size(conn)
             if size != replay.range.size:
-                report.add(reasons.BLOCK_SIZE, f"entry {replay.range.size}",
-                           f"{size - replay.range.size} entries are not covered by any block")
+                report.add(
+                    reasons.BLOCK_SIZE,
+                    f"entry {replay.range.size}",
+                    f"{size - replay.range.size} entries are not covered by any block",
+                )
             report.tree_size = replay.range.size
             report.root = replay.range.root().hex()
             _checkpoints(store, conn, replay, report)
@@ -336,7 +349,8 @@ def _derived(conn: Any, replay: _Replay, report: AuditReport) -> None:
     for lid in sorted(set(stored) | set(rebuilt)):
         if stored.get(lid) != rebuilt.get(lid):
             report.add(
-                reasons.STATE_DERIVED, f"licence {lid}",
+                reasons.STATE_DERIVED,
+                f"licence {lid}",
                 "stored licence state differs from replay (run `certledger rebuild`)",
             )
     stored_ag = {str(r.agency_id): json.loads(r.data) for r in conn.execute(select(t.st_agencies))}

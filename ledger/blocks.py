@@ -143,8 +143,7 @@ def check_link(prev: Block | None, header: BlockHeader) -> None:
         )
     if header.first_index != prev.header.tree_size:
         raise VerificationError(
-            f"block {header.height}: first_index {header.first_index} != previous tree size "
-            f"{prev.header.tree_size}",
+            f"block {header.height}: first_index {header.first_index} != previous tree size {prev.header.tree_size}",
             reason=reasons.BLOCK_SIZE,
         )
     if header.origin != prev.header.origin:

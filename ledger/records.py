@@ -115,8 +115,15 @@ def new_nonce() -> str:
     return secrets.token_hex(16)
 
 
-def _str(obj: Mapping[str, Any], key: str, *, pattern: re.Pattern[str] | None = None,
-         max_len: int = 512, optional: bool = False, what: str = "") -> str:
+def _str(
+    obj: Mapping[str, Any],
+    key: str,
+    *,
+    pattern: re.Pattern[str] | None = None,
+    max_len: int = 512,
+    optional: bool = False,
+    what: str = "",
+) -> str:
     value = obj.get(key)
     label = f"{what}{key}"
     if value is None and optional:
@@ -228,8 +235,7 @@ def check_node(value: object, what: str = "payload.node") -> None:
 
 
 def _check_genesis(p: Mapping[str, Any]) -> None:
-    _only(p, {"agencies", "nodes", "governance", "quorum", "time_window_seconds", "description"},
-          "GENESIS payload")
+    _only(p, {"agencies", "nodes", "governance", "quorum", "time_window_seconds", "description"}, "GENESIS payload")
     agencies = p.get("agencies")
     nodes = p.get("nodes")
     if not isinstance(agencies, list) or not isinstance(nodes, list) or not nodes:
@@ -462,8 +468,7 @@ class SignedRecord:
     def from_bytes(cls, data: bytes) -> SignedRecord:
         """Parse an entry strictly: it must be canonical JSON, within size limits."""
         if len(data) > MAX_ENTRY_BYTES:
-            raise _bad(f"record is {len(data)} bytes; the limit is {MAX_ENTRY_BYTES}",
-                       reasons.RECORD_TOO_LARGE)
+            raise _bad(f"record is {len(data)} bytes; the limit is {MAX_ENTRY_BYTES}", reasons.RECORD_TOO_LARGE)
         try:
             obj = parse_canonical(data, max_bytes=MAX_ENTRY_BYTES, max_depth=16)
         except InvalidInputError as exc:
@@ -489,7 +494,5 @@ class SignedRecord:
 def sign_record(record: Record, keys: Sequence[SM2PrivateKey]) -> SignedRecord:
     """Sign ``record`` with each key (one for licence records, authorities for governance)."""
     message = record.signed_bytes()
-    sigs = tuple(
-        Signature(k.public_key.key_id, k.sign(message, signer_id=RECORD_SIGNER_ID)) for k in keys
-    )
+    sigs = tuple(Signature(k.public_key.key_id, k.sign(message, signer_id=RECORD_SIGNER_ID)) for k in keys)
     return SignedRecord(record, sigs)

@@ -46,8 +46,9 @@ class OverloadedError(StorageError):
 
 
 class GroupCommitSequencer:
-    def __init__(self, ledger: Ledger, *, max_batch: int = 500, max_wait: float = 0.004,
-                 max_queue: int = 20_000) -> None:
+    def __init__(
+        self, ledger: Ledger, *, max_batch: int = 500, max_wait: float = 0.004, max_queue: int = 20_000
+    ) -> None:
         self.ledger = ledger
         self.max_batch = max_batch
         self.max_wait = max_wait

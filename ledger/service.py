@@ -111,8 +111,9 @@ class Ledger:
         self.identity = identity
         self.hasher = SM3_HASHER
         self._write_lock = threading.Lock()
-        self._pool = ThreadPoolExecutor(max_workers=workers or min(4, os.cpu_count() or 2),
-                                        thread_name_prefix="sm2-verify")
+        self._pool = ThreadPoolExecutor(
+            max_workers=workers or min(4, os.cpu_count() or 2), thread_name_prefix="sm2-verify"
+        )
         self._range = self._load_range()
 
     @classmethod

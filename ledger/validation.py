@@ -76,7 +76,7 @@ def verify_licence_signature(signed: SignedRecord, view: StateView) -> None:
     signed.verify_signature_by(key.public_key)
 
 
-def _check_governance_signatures(signed: SignedRecord, policy: Policy, *, verify: bool) -> None:
+def check_governance_signatures(signed: SignedRecord, policy: Policy, *, verify: bool) -> None:
     # Step 3+4 for governance: every signature must be a known authority's and verify;
     # distinct authorities must reach the threshold
     signers: set[str] = set()
@@ -104,7 +104,7 @@ def validate_genesis(signed: SignedRecord, *, verify_signatures: bool = True) ->
     if record.type is not RecordType.GENESIS:
         raise InvalidInputError("the first entry must be the GENESIS record", reason=reasons.RECORD_MALFORMED)
     policy = Policy.from_genesis(record)
-    _check_governance_signatures(signed, policy, verify=verify_signatures)
+    check_governance_signatures(signed, policy, verify=verify_signatures)
     agencies = tuple(agency_from_payload(a) for a in record.payload["agencies"])
     nodes = tuple(node_from_payload(n) for n in record.payload["nodes"])
     _check_unique_ids(agencies, nodes)
@@ -158,7 +158,7 @@ def validate(
         )
     if record.type in GOVERNANCE_TYPES:
         # 3 + 4. authorities
-        _check_governance_signatures(signed, policy, verify=not signatures_verified)
+        check_governance_signatures(signed, policy, verify=not signatures_verified)
         # 5. nonce
         _check_nonce(view, GOVERNANCE_SIGNER, record.nonce)
         # 6. transition
@@ -205,9 +205,7 @@ def _licence_change(signed: SignedRecord, view: StateView, agency: Agency, index
 
     if record.type is RecordType.ISSUE:
         if current is not None:
-            raise ConflictError(
-                f"licence {record.licence_id} was already issued", reason=reasons.STATE_ALREADY_ISSUED
-            )
+            raise ConflictError(f"licence {record.licence_id} was already issued", reason=reasons.STATE_ALREADY_ISSUED)
         if not agency.covers_type(p["type_code"]):
             raise AuthorizationError(
                 f"agency {agency.id} may not issue licence type {p['type_code']}", reason=reasons.AGENCY_SCOPE_TYPE
@@ -252,9 +250,7 @@ def _licence_change(signed: SignedRecord, view: StateView, agency: Agency, index
                 reason=reasons.STATE_STALE_VERSION,
             )
         if p["type_code"] != current.type_code or p["region"] != current.region:
-            raise InvalidInputError(
-                "AMEND may not change the licence type or region", reason=reasons.STATE_TYPE_CHANGE
-            )
+            raise InvalidInputError("AMEND may not change the licence type or region", reason=reasons.STATE_TYPE_CHANGE)
         change.licence = replace(
             base,
             version=p["version"],
@@ -305,9 +301,7 @@ def _governance_change(signed: SignedRecord, view: StateView, index: int) -> Sta
         agency = agency_or_none
         if p.get("retire_key_id"):
             if agency.key(p["retire_key_id"]) is None:
-                raise InvalidInputError(
-                    "retire_key_id is not a key of this agency", reason=reasons.AGENCY_KEY_UNKNOWN
-                )
+                raise InvalidInputError("retire_key_id is not a key of this agency", reason=reasons.AGENCY_KEY_UNKNOWN)
             agency = retire_key(agency, p["retire_key_id"], record.time)
         change.agency = replace(agency, keys=(*agency.keys, new_key))
     elif record.type is RecordType.AGENCY_REMOVE:

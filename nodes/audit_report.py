@@ -40,8 +40,15 @@ def write_audit_pdf(report: AuditReport, path: Path) -> None:
     verdict = ParagraphStyle("verdict", fontName=font, fontSize=14, leading=20, textColor=verdict_color)
 
     doc = SimpleDocTemplate(
-        str(path), pagesize=A4, leftMargin=18 * mm, rightMargin=18 * mm, topMargin=18 * mm, bottomMargin=18 * mm,
-        title="certledger audit report", author="certledger", subject=report.origin,
+        str(path),
+        pagesize=A4,
+        leftMargin=18 * mm,
+        rightMargin=18 * mm,
+        topMargin=18 * mm,
+        bottomMargin=18 * mm,
+        title="certledger audit report",
+        author="certledger",
+        subject=report.origin,
     )
     now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%SZ")
     story: list[object] = [

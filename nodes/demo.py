@@ -82,9 +82,15 @@ def _certificates(st: DemoState, node: LocalNode) -> None:
     st.say("== 1. Keys and certificates (SM2, signed SM2-with-SM3) ==")
     root_key = SM2PrivateKey.generate()
     root = issue_root_certificate(
-        DistinguishedName(common_name=f"{PROVINCE}电子证照根CA", organization=f"{PROVINCE}政务服务数据管理局",
-                          credit_code=ROOT_CREDIT_CODE, state=PROVINCE, country="CN"),
-        root_key, Validity.for_days(3650),
+        DistinguishedName(
+            common_name=f"{PROVINCE}电子证照根CA",
+            organization=f"{PROVINCE}政务服务数据管理局",
+            credit_code=ROOT_CREDIT_CODE,
+            state=PROVINCE,
+            country="CN",
+        ),
+        root_key,
+        Validity.for_days(3650),
     )
     (st.workdir / "province-root.pem").write_bytes(root.to_pem())
     st.say(f"province root CA      {root.subject.rfc4514()}")
@@ -92,9 +98,18 @@ def _certificates(st: DemoState, node: LocalNode) -> None:
         key = SM2PrivateKey.generate()
         cert = issue_certificate(
             role=Role.AGENCY,
-            subject=DistinguishedName(common_name=ag.name, organization=ag.name, credit_code=ag.id,
-                                      locality=ag.city, state=PROVINCE, country="CN"),
-            public_key=key.public_key, validity=Validity.for_days(730), issuer=root, issuer_key=root_key,
+            subject=DistinguishedName(
+                common_name=ag.name,
+                organization=ag.name,
+                credit_code=ag.id,
+                locality=ag.city,
+                state=PROVINCE,
+                country="CN",
+            ),
+            public_key=key.public_key,
+            validity=Validity.for_days(730),
+            issuer=root,
+            issuer_key=root_key,
         )
         verify_chain(cert, [], [root], required_usage=KeyUsage.DIGITAL_SIGNATURE, required_role=Role.AGENCY)
         st.agency_keys[ag.id] = key
@@ -105,9 +120,16 @@ def _certificates(st: DemoState, node: LocalNode) -> None:
     assert node.keys is not None
     node_cert = issue_certificate(
         role=Role.NODE,
-        subject=DistinguishedName(common_name=node.keys.node_id, organization=f"{PROVINCE}政务服务数据管理局",
-                                  credit_code=ROOT_CREDIT_CODE, country="CN"),
-        public_key=node.keys.sm2.public_key, validity=Validity.for_days(730), issuer=root, issuer_key=root_key,
+        subject=DistinguishedName(
+            common_name=node.keys.node_id,
+            organization=f"{PROVINCE}政务服务数据管理局",
+            credit_code=ROOT_CREDIT_CODE,
+            country="CN",
+        ),
+        public_key=node.keys.sm2.public_key,
+        validity=Validity.for_days(730),
+        issuer=root,
+        issuer_key=root_key,
     )
     verify_chain(node_cert, [], [root], required_usage=KeyUsage.DIGITAL_SIGNATURE, required_role=Role.NODE)
     (st.workdir / "node.crt").write_bytes(node_cert.to_pem())
@@ -146,49 +168,119 @@ def _lifecycle(st: DemoState, node: LocalNode) -> None:
     st.say("\n== 2. Ledger: genesis, agencies, licence lifecycle ==")
     st.say(f"genesis               origin {node.origin}, block 0 signed by {node.config.node_id}")
     for ag in AGENCIES:
-        node.governance(RecordType.AGENCY_ADMIT, {"agency": {
-            "id": ag.id, "name": ag.name, "regions": list(ag.regions), "types": list(ag.types),
-            "authority": False, "keys": [agency_key_json(st.agency_keys[ag.id].public_key)]}})
+        node.governance(
+            RecordType.AGENCY_ADMIT,
+            {
+                "agency": {
+                    "id": ag.id,
+                    "name": ag.name,
+                    "regions": list(ag.regions),
+                    "types": list(ag.types),
+                    "authority": False,
+                    "keys": [agency_key_json(st.agency_keys[ag.id].public_key)],
+                }
+            },
+        )
         st.say(f"AGENCY_ADMIT          {ag.name} (regions {','.join(ag.regions)}, types {','.join(ag.types)})")
     sz, gz = AGENCIES
-    holders = [("深圳前海星河科技有限公司", sz, "440305"), ("深圳南山云帆贸易有限公司", sz, "440305"),
-               ("广州天河明德餐饮管理有限公司", gz, "440106")]
+    holders = [
+        ("深圳前海星河科技有限公司", sz, "440305"),
+        ("深圳南山云帆贸易有限公司", sz, "440305"),
+        ("广州天河明德餐饮管理有限公司", gz, "440106"),
+    ]
     for serial, (holder, ag, region) in enumerate(holders, start=1):
         lid = f"LIC-{ag.regions[0]}-1001-{serial:06d}-{secrets.token_hex(2)}"
         meta = {"holder": holder, "title": "营业执照", "issuer_name": ag.name}
         digest = _licence_file(st, lid, {"version": 1, **meta})
-        idx = _record(node, st, ag.id, RecordType.ISSUE, {
-            "licence_id": lid, "type_code": "1001", "region": region, "version": 1,
-            "files": {"pdf": digest}, "metadata": meta})
+        idx = _record(
+            node,
+            st,
+            ag.id,
+            RecordType.ISSUE,
+            {
+                "licence_id": lid,
+                "type_code": "1001",
+                "region": region,
+                "version": 1,
+                "files": {"pdf": digest},
+                "metadata": meta,
+            },
+        )
         st.licences.append(lid)
         st.say(f"ISSUE                 {lid} to {holder} -> entry {idx}")
     amended, suspended, revoked = st.licences
     meta2 = {"holder": "深圳前海星河智能科技有限公司", "title": "营业执照", "issuer_name": sz.name}
     digest2 = _licence_file(st, amended + "-v2", {"version": 2, **meta2})
-    idx = _record(node, st, sz.id, RecordType.AMEND, {
-        "licence_id": amended, "type_code": "1001", "region": "440305", "version": 2,
-        "files": {"pdf": digest2}, "metadata": meta2, "reason_text": "名称变更"})
+    idx = _record(
+        node,
+        st,
+        sz.id,
+        RecordType.AMEND,
+        {
+            "licence_id": amended,
+            "type_code": "1001",
+            "region": "440305",
+            "version": 2,
+            "files": {"pdf": digest2},
+            "metadata": meta2,
+            "reason_text": "名称变更",
+        },
+    )
     st.say(f"AMEND                 {amended} -> version 2 (name change) -> entry {idx}")
-    idx = _record(node, st, sz.id, RecordType.SUSPEND, {
-        "licence_id": suspended, "reason_code": "inspection", "reason_text": "经营异常，暂停待核查"})
+    idx = _record(
+        node,
+        st,
+        sz.id,
+        RecordType.SUSPEND,
+        {"licence_id": suspended, "reason_code": "inspection", "reason_text": "经营异常，暂停待核查"},
+    )
     st.say(f"SUSPEND               {suspended} -> entry {idx}")
     idx = _record(node, st, sz.id, RecordType.RESUME, {"licence_id": suspended, "reason_text": "核查完毕"})
     st.say(f"RESUME                {suspended} -> entry {idx}")
-    idx = _record(node, st, gz.id, RecordType.REVOKE, {
-        "licence_id": revoked, "reason_code": "fraud", "reason_text": "以欺骗手段取得登记"})
+    idx = _record(
+        node,
+        st,
+        gz.id,
+        RecordType.REVOKE,
+        {"licence_id": revoked, "reason_code": "fraud", "reason_text": "以欺骗手段取得登记"},
+    )
     st.say(f"REVOKE                {revoked} -> entry {idx}")
 
     st.say("\nrefused, changing nothing:")
     attempts: list[tuple[str, str, RecordType, dict[str, Any]]] = [
-        ("Guangzhou revokes a Shenzhen licence", gz.id, RecordType.REVOKE,
-         {"licence_id": amended, "reason_code": "fraud", "reason_text": "x"}),
+        (
+            "Guangzhou revokes a Shenzhen licence",
+            gz.id,
+            RecordType.REVOKE,
+            {"licence_id": amended, "reason_code": "fraud", "reason_text": "x"},
+        ),
         ("Guangzhou resumes its revoked licence", gz.id, RecordType.RESUME, {"licence_id": revoked}),
-        ("Shenzhen issues in Guangzhou", sz.id, RecordType.ISSUE, {
-            "licence_id": "LIC-X-1", "type_code": "1001", "region": "440106", "version": 1,
-            "files": {"pdf": "0" * 64}, "metadata": {}}),
-        ("Shenzhen issues a licence id twice", sz.id, RecordType.ISSUE, {
-            "licence_id": amended, "type_code": "1001", "region": "440305", "version": 1,
-            "files": {"pdf": "0" * 64}, "metadata": {}}),
+        (
+            "Shenzhen issues in Guangzhou",
+            sz.id,
+            RecordType.ISSUE,
+            {
+                "licence_id": "LIC-X-1",
+                "type_code": "1001",
+                "region": "440106",
+                "version": 1,
+                "files": {"pdf": "0" * 64},
+                "metadata": {},
+            },
+        ),
+        (
+            "Shenzhen issues a licence id twice",
+            sz.id,
+            RecordType.ISSUE,
+            {
+                "licence_id": amended,
+                "type_code": "1001",
+                "region": "440305",
+                "version": 1,
+                "files": {"pdf": "0" * 64},
+                "metadata": {},
+            },
+        ),
     ]
     before = node.ledger.tree_size()
     for label, agency_id, rtype, payload in attempts:
@@ -230,8 +322,10 @@ def _audit(st: DemoState, node: LocalNode) -> None:
 
     write_audit_pdf(report, report_path)
     verdict = "PASSED" if report.ok else f"FAILED at {report.first}"
-    st.say(f"audit {verdict}: {report.entries} entries, {report.blocks} blocks, {report.signatures} signatures, "
-           f"{report.checkpoints} checkpoints re-verified in {report.seconds:.2f}s; report {report_path}")
+    st.say(
+        f"audit {verdict}: {report.entries} entries, {report.blocks} blocks, {report.signatures} signatures, "
+        f"{report.checkpoints} checkpoints re-verified in {report.seconds:.2f}s; report {report_path}"
+    )
     if not report.ok:
         raise AssertionError("the demo ledger failed its own audit")
 
@@ -244,8 +338,14 @@ def run_demo(workdir: Path, say: Callable[[str], None]) -> DemoState:
     cfg = NodeConfig(home=workdir / "node", node_id="gd-node-1")
     cfg.database = cfg.default_database()
     os.makedirs(cfg.home, exist_ok=True)
-    node = init_node(cfg, passphrase, origin=ORIGIN, node_name="广东省政务服务数据管理局节点",
-                     authority_id="gd-gov", authority_name="广东省政务服务数据管理局")
+    node = init_node(
+        cfg,
+        passphrase,
+        origin=ORIGIN,
+        node_name="广东省政务服务数据管理局节点",
+        authority_id="gd-gov",
+        authority_name="广东省政务服务数据管理局",
+    )
     try:
         _certificates(st, node)
         _lifecycle(st, node)

@@ -75,8 +75,9 @@ class LocalNode:
             )
         return SM2PrivateKey.load(path, self.passphrase)
 
-    def governance(self, rtype: RecordType, payload: Mapping[str, Any],
-                   keys: Sequence[SM2PrivateKey] | None = None) -> BatchResult:
+    def governance(
+        self, rtype: RecordType, payload: Mapping[str, Any], keys: Sequence[SM2PrivateKey] | None = None
+    ) -> BatchResult:
         """Build, sign (authority keys) and append one governance record."""
         record = Record(rtype, self.origin, now_utc(), new_nonce(), "", "", dict(payload))
         signed = sign_record(record, list(keys) if keys else [self.authority_key()])

@@ -47,23 +47,31 @@ class ApiSettings:
 class _Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
-        self.requests = Counter("certledger_http_requests_total", "HTTP requests", ["route", "status"],
-                                registry=self.registry)
-        self.latency = Histogram("certledger_http_request_seconds", "HTTP request latency", ["route"],
-                                 registry=self.registry,
-                                 buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5))
-        self.submissions = Counter("certledger_submissions_total", "Submitted records", ["outcome"],
-                                   registry=self.registry)
+        self.requests = Counter(
+            "certledger_http_requests_total", "HTTP requests", ["route", "status"], registry=self.registry
+        )
+        self.latency = Histogram(
+            "certledger_http_request_seconds",
+            "HTTP request latency",
+            ["route"],
+            registry=self.registry,
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+        )
+        self.submissions = Counter(
+            "certledger_submissions_total", "Submitted records", ["outcome"], registry=self.registry
+        )
         self.tree_size = Gauge("certledger_tree_size", "Entries in the ledger", registry=self.registry)
 
 
 def _proof_model(p: InclusionProof) -> models.InclusionProofModel:
-    return models.InclusionProofModel(index=p.index, tree_size=p.tree_size, leaf_hash=p.leaf_hash.hex(),
-                                      path=[h.hex() for h in p.path])
+    return models.InclusionProofModel(
+        index=p.index, tree_size=p.tree_size, leaf_hash=p.leaf_hash.hex(), path=[h.hex() for h in p.path]
+    )
 
 
-def create_app(ledger: Ledger, *, sequencer: GroupCommitSequencer | None = None,
-               settings: ApiSettings | None = None) -> FastAPI:
+def create_app(
+    ledger: Ledger, *, sequencer: GroupCommitSequencer | None = None, settings: ApiSettings | None = None
+) -> FastAPI:
     """The API over ``ledger``; submissions need a ``sequencer`` (read-only without one)."""
     cfg = settings or ApiSettings()
     metrics = _Metrics()
@@ -71,7 +79,7 @@ def create_app(ledger: Ledger, *, sequencer: GroupCommitSequencer | None = None,
         title="certledger verification API",
         version=API_VERSION,
         description="Submit SM2-signed licence records; fetch licence status and history with "
-                    "RFC 9162 (SM3) inclusion proofs and signed checkpoints you can check yourself.",
+        "RFC 9162 (SM3) inclusion proofs and signed checkpoints you can check yourself.",
     )
     app.state.ledger = ledger
     app.state.metrics = metrics
@@ -104,11 +112,18 @@ def create_app(ledger: Ledger, *, sequencer: GroupCommitSequencer | None = None,
 
     # -- submission ---------------------------------------------------------------------------
 
-    @app.post("/v1/records", status_code=201, response_model=models.SubmitResponse, tags=["records"],
-              responses={409: {"description": "conflict (double issue, replayed nonce, revoked)"},
-                         422: {"description": "invalid record (reason code in the problem)"},
-                         403: {"description": "the signer is not allowed to do this"},
-                         503: {"description": "overloaded: retry after Retry-After seconds"}})
+    @app.post(
+        "/v1/records",
+        status_code=201,
+        response_model=models.SubmitResponse,
+        tags=["records"],
+        responses={
+            409: {"description": "conflict (double issue, replayed nonce, revoked)"},
+            422: {"description": "invalid record (reason code in the problem)"},
+            403: {"description": "the signer is not allowed to do this"},
+            503: {"description": "overloaded: retry after Retry-After seconds"},
+        },
+    )
     async def submit_record(request: Request) -> models.SubmitResponse:
         """Submit one signed record (its canonical JSON envelope). Answers once it is durable."""
         if sequencer is None:
@@ -133,9 +148,14 @@ def create_app(ledger: Ledger, *, sequencer: GroupCommitSequencer | None = None,
         metrics.tree_size.set(ack.tree_size)
         proof = await asyncio.to_thread(ledger.inclusion_proof, ack.accepted.index, ack.tree_size)
         return models.SubmitResponse(
-            index=ack.accepted.index, record_hash=ack.accepted.record_hash, leaf_hash=ack.accepted.leaf_hash.hex(),
-            block_height=ack.block_height, tree_size=ack.tree_size, checkpoint=ack.checkpoint,
-            inclusion_proof=_proof_model(proof), final=_quorum_final(ack.checkpoint),
+            index=ack.accepted.index,
+            record_hash=ack.accepted.record_hash,
+            leaf_hash=ack.accepted.leaf_hash.hex(),
+            block_height=ack.block_height,
+            tree_size=ack.tree_size,
+            checkpoint=ack.checkpoint,
+            inclusion_proof=_proof_model(proof),
+            final=_quorum_final(ack.checkpoint),
         )
 
     # -- licences -----------------------------------------------------------------------------
@@ -150,12 +170,23 @@ def create_app(ledger: Ledger, *, sequencer: GroupCommitSequencer | None = None,
         latest = ledger.entry(lic.latest_index)
         proof = ledger.inclusion_proof(lic.latest_index, size)
         return models.LicenceResponse(
-            origin=ledger.origin, licence_id=lic.licence_id, status=str(lic.status), version=lic.version,
-            issuer=lic.issuer, type_code=lic.type_code, region=lic.region, files=dict(lic.files),
-            metadata=dict(lic.metadata), issued_at=lic.to_json()["issued_at"], updated_at=lic.to_json()["updated_at"],
-            revocation_reason=lic.revocation_reason, superseded_files=list(lic.superseded_files),
-            latest_record=latest.to_json(), inclusion_proof=_proof_model(proof),
-            signing_key=_key_admission(ledger, latest, size), checkpoint=note,
+            origin=ledger.origin,
+            licence_id=lic.licence_id,
+            status=str(lic.status),
+            version=lic.version,
+            issuer=lic.issuer,
+            type_code=lic.type_code,
+            region=lic.region,
+            files=dict(lic.files),
+            metadata=dict(lic.metadata),
+            issued_at=lic.to_json()["issued_at"],
+            updated_at=lic.to_json()["updated_at"],
+            revocation_reason=lic.revocation_reason,
+            superseded_files=list(lic.superseded_files),
+            latest_record=latest.to_json(),
+            inclusion_proof=_proof_model(proof),
+            signing_key=_key_admission(ledger, latest, size),
+            checkpoint=note,
         )
 
     @app.get("/v1/licences/{licence_id}/history", response_model=models.HistoryResponse, tags=["licences"])
@@ -166,16 +197,27 @@ def create_app(ledger: Ledger, *, sequencer: GroupCommitSequencer | None = None,
         if not items:
             raise InvalidInputError(f"licence {licence_id} is not on this ledger", reason="state.unknown_licence")
         return models.HistoryResponse(
-            origin=ledger.origin, licence_id=licence_id, tree_size=size, checkpoint=note,
-            records=[models.HistoryItemModel(index=it.index, block_height=it.block_height, record=it.record.to_json(),
-                                             inclusion_proof=_proof_model(it.proof)) for it in items],
+            origin=ledger.origin,
+            licence_id=licence_id,
+            tree_size=size,
+            checkpoint=note,
+            records=[
+                models.HistoryItemModel(
+                    index=it.index,
+                    block_height=it.block_height,
+                    record=it.record.to_json(),
+                    inclusion_proof=_proof_model(it.proof),
+                )
+                for it in items
+            ],
         )
 
     # -- log ----------------------------------------------------------------------------------
 
     @app.get("/v1/entries", response_model=models.EntriesResponse, tags=["log"])
-    def entries(start: Annotated[int, Query(ge=0)] = 0,
-                end: Annotated[int | None, Query(ge=1, description="exclusive")] = None) -> models.EntriesResponse:
+    def entries(
+        start: Annotated[int, Query(ge=0)] = 0, end: Annotated[int | None, Query(ge=1, description="exclusive")] = None
+    ) -> models.EntriesResponse:
         """Entries [start, end), at most 1000 per call."""
         size = ledger.tree_size()
         stop = min(size, end if end is not None else start + 100, start + MAX_ENTRIES_PER_PAGE)
@@ -183,14 +225,21 @@ def create_app(ledger: Ledger, *, sequencer: GroupCommitSequencer | None = None,
             raise InvalidInputError(f"no entries in [{start}, {end}) of a tree of size {size}", reason="entry.range")
         rows = ledger.entries(start, stop)
         return models.EntriesResponse(
-            start=start, end=stop, tree_size=size,
-            entries=[models.EntryModel(index=r.index, leaf_hash=r.leaf_hash.hex(), block_height=r.block_height,
-                                       entry=s.to_json()) for r, s in rows],
+            start=start,
+            end=stop,
+            tree_size=size,
+            entries=[
+                models.EntryModel(
+                    index=r.index, leaf_hash=r.leaf_hash.hex(), block_height=r.block_height, entry=s.to_json()
+                )
+                for r, s in rows
+            ],
         )
 
     @app.get("/v1/proofs/inclusion", response_model=models.InclusionProofModel, tags=["log"])
-    def inclusion(index: Annotated[int, Query(ge=0)],
-                  tree_size: Annotated[int | None, Query(ge=1)] = None) -> models.InclusionProofModel:
+    def inclusion(
+        index: Annotated[int, Query(ge=0)], tree_size: Annotated[int | None, Query(ge=1)] = None
+    ) -> models.InclusionProofModel:
         """RFC 9162 inclusion proof of entry ``index`` in the tree of ``tree_size`` (default: latest checkpoint)."""
         size = tree_size if tree_size is not None else ledger.latest_checkpoint()[0]
         if size > ledger.tree_size():
@@ -198,15 +247,20 @@ def create_app(ledger: Ledger, *, sequencer: GroupCommitSequencer | None = None,
         return _proof_model(ledger.inclusion_proof(index, size))
 
     @app.get("/v1/proofs/consistency", response_model=models.ConsistencyProofModel, tags=["log"])
-    def consistency(first: Annotated[int, Query(ge=0)],
-                    second: Annotated[int | None, Query(ge=1)] = None) -> models.ConsistencyProofModel:
+    def consistency(
+        first: Annotated[int, Query(ge=0)], second: Annotated[int | None, Query(ge=1)] = None
+    ) -> models.ConsistencyProofModel:
         """RFC 9162 consistency proof between tree sizes ``first`` and ``second`` (default: latest checkpoint)."""
         size = second if second is not None else ledger.latest_checkpoint()[0]
         path = ledger.consistency_proof(first, size)
         return models.ConsistencyProofModel(first=first, second=size, path=[h.hex() for h in path])
 
-    @app.get("/v1/checkpoint", response_class=PlainTextResponse, tags=["log"],
-             responses={200: {"content": {"text/plain": {}}, "description": "C2SP signed note"}})
+    @app.get(
+        "/v1/checkpoint",
+        response_class=PlainTextResponse,
+        tags=["log"],
+        responses={200: {"content": {"text/plain": {}}, "description": "C2SP signed note"}},
+    )
     def checkpoint(size: Annotated[int | None, Query(ge=1)] = None) -> PlainTextResponse:
         """The latest (or the given size's) signed checkpoint as a C2SP signed note."""
         if size is None:
@@ -243,10 +297,13 @@ def create_app(ledger: Ledger, *, sequencer: GroupCommitSequencer | None = None,
         extra(app)
 
     # added last = outermost: size limits run before rate limits, both before routing
-    app.add_middleware(RateLimit, rate=cfg.rate_per_client, burst=cfg.burst_per_client,
-                       prefixes=("/v1/licences", "/v1/entries", "/v1/proofs", "/v1/checkpoint", "/v1/verify"))
-    app.add_middleware(BodySizeLimit, default_limit=cfg.max_record_bytes,
-                       limits={"/v1/verify": cfg.max_upload_bytes})
+    app.add_middleware(
+        RateLimit,
+        rate=cfg.rate_per_client,
+        burst=cfg.burst_per_client,
+        prefixes=("/v1/licences", "/v1/entries", "/v1/proofs", "/v1/checkpoint", "/v1/verify"),
+    )
+    app.add_middleware(BodySizeLimit, default_limit=cfg.max_record_bytes, limits={"/v1/verify": cfg.max_upload_bytes})
     return app
 
 
@@ -260,6 +317,9 @@ def _key_admission(ledger: Ledger, latest: SignedRecord, tree_size: int) -> mode
     if key is None:
         raise InvalidInputError("the record's key is not in the registry", reason="agency.key_unknown")
     return models.KeyAdmission(
-        agency_id=latest.record.agency, key_id=key.key_id, public_key=encode_public_key(key.public_key),
-        record=record.to_json(), inclusion_proof=_proof_model(ledger.inclusion_proof(index, tree_size)),
+        agency_id=latest.record.agency,
+        key_id=key.key_id,
+        public_key=encode_public_key(key.public_key),
+        record=record.to_json(),
+        inclusion_proof=_proof_model(ledger.inclusion_proof(index, tree_size)),
     )

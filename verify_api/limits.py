@@ -24,11 +24,26 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 async def _problem(
     send: Send, status: int, reason: str, detail: str, headers: list[tuple[bytes, bytes]] | None = None
 ) -> None:
-    body = json.dumps({"type": f"https://certledger.example/problems/{reason}", "title": "Request refused",
-                       "status": status, "detail": detail, "reason": reason}).encode()
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/problem+json"),
-                            (b"content-length", str(len(body)).encode()), *(headers or [])]})
+    body = json.dumps(
+        {
+            "type": f"https://certledger.example/problems/{reason}",
+            "title": "Request refused",
+            "status": status,
+            "detail": detail,
+            "reason": reason,
+        }
+    ).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/problem+json"),
+                (b"content-length", str(len(body)).encode()),
+                *(headers or []),
+            ],
+        }
+    )
     await send({"type": "http.response.body", "body": body})
 
 

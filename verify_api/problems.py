@@ -75,8 +75,13 @@ async def validation_error_handler(_request: Request, exc: Exception) -> JSONRes
 
 async def http_error_handler(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
-    reason = {404: "request.not_found", 405: "request.method", 413: "request.too_large",
-              415: "request.media_type", 429: "request.rate_limited"}.get(exc.status_code, "request.error")
+    reason = {
+        404: "request.not_found",
+        405: "request.method",
+        413: "request.too_large",
+        415: "request.media_type",
+        429: "request.rate_limited",
+    }.get(exc.status_code, "request.error")
     return problem(exc.status_code, "Request error", str(exc.detail), reason)
 
 

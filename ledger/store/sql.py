@@ -135,9 +135,7 @@ class SqlStateView:
     def licence(self, licence_id: str) -> LicenceState | None:
         if licence_id in self._licences:
             return self._licences[licence_id]
-        data = self.conn.execute(
-            select(t.st_licences.c.data).where(t.st_licences.c.licence_id == licence_id)
-        ).scalar()
+        data = self.conn.execute(select(t.st_licences.c.data).where(t.st_licences.c.licence_id == licence_id)).scalar()
         return LicenceState.from_json(json.loads(data)) if data else None
 
     def nonce_used(self, signer: str, nonce: str) -> bool:
@@ -230,9 +228,7 @@ class SqlStore:
         # Agency objects are cached so their SM2 key handles (decoded EVP_PKEYs) are reused
         agency = self._agencies.get(agency_id)
         if agency is None:
-            data = conn.execute(
-                select(t.st_agencies.c.data).where(t.st_agencies.c.agency_id == agency_id)
-            ).scalar()
+            data = conn.execute(select(t.st_agencies.c.data).where(t.st_agencies.c.agency_id == agency_id)).scalar()
             if data is None:
                 return None
             agency = Agency.from_json(json.loads(data))
@@ -355,9 +351,7 @@ class SqlStore:
         return [Node.from_json(json.loads(r.data)) for r in rows]
 
     def count_licences(self, conn: Connection) -> dict[str, int]:
-        rows = conn.execute(
-            select(t.st_licences.c.status, func.count()).group_by(t.st_licences.c.status)
-        ).all()
+        rows = conn.execute(select(t.st_licences.c.status, func.count()).group_by(t.st_licences.c.status)).all()
         return {str(r[0]): int(r[1]) for r in rows}
 
     # -- writes ---------------------------------------------------------------------------

@@ -18,8 +18,12 @@ CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 
 @click.group(context_settings=CONTEXT_SETTINGS)
 @click.version_option(package_name="certledger", prog_name="certledger")
 @click.option("--log-level", default=None, help="DEBUG, INFO, WARNING (default) or ERROR; env CERTLEDGER_LOG_LEVEL.")
-@click.option("--log-format", type=click.Choice(["json", "console"]), default=None,
-              help="Structured log format on stderr (default: json unless stderr is a terminal).")
+@click.option(
+    "--log-format",
+    type=click.Choice(["json", "console"]),
+    default=None,
+    help="Structured log format on stderr (default: json unless stderr is a terminal).",
+)
 def cli(log_level: str | None, log_format: str | None) -> None:
     """certledger: a trust ledger for electronic licences (电子证照).
 

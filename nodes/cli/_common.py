@@ -56,8 +56,7 @@ def handle_errors(fn: Callable[P, R]) -> Callable[P, R]:
             if os.environ.get("CERTLEDGER_DEBUG"):
                 raise
             click.echo(
-                f"certledger: internal error: {type(exc).__name__}: {exc} "
-                "(set CERTLEDGER_DEBUG=1 for details)",
+                f"certledger: internal error: {type(exc).__name__}: {exc} (set CERTLEDGER_DEBUG=1 for details)",
                 err=True,
             )
             sys.exit(EXIT_INTERNAL)

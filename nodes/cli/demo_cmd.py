@@ -10,8 +10,13 @@ from nodes.cli._common import handle_errors
 
 
 @click.command()
-@click.option("--workdir", type=click.Path(file_okay=False, path_type=Path), default=Path("certledger-demo"),
-              show_default=True, help="Directory for the demo's keys, certificates, ledger and files.")
+@click.option(
+    "--workdir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("certledger-demo"),
+    show_default=True,
+    help="Directory for the demo's keys, certificates, ledger and files.",
+)
 @handle_errors
 def demo(workdir: Path) -> None:
     """Run the demo: province CA and agency certificates, a ledger with a licence lifecycle, proofs, audit."""

@@ -21,11 +21,14 @@ from signing.errors import InvalidInputError
 from signing.sm2 import SM2PrivateKey, load_public_key
 
 home_option = click.option(
-    "--home", type=click.Path(file_okay=False, path_type=Path), default=None,
+    "--home",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
     help="Node home directory (default: $CERTLEDGER_HOME or ./.certledger).",
 )
 passphrase_option = click.option(
-    "--passphrase-file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    "--passphrase-file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="File holding the key passphrase (default: $CERTLEDGER_PASSPHRASE).",
 )
 
@@ -42,8 +45,11 @@ def _node(home: Path | None, passphrase_file: Path | None = None, *, write: bool
 
 def _progress() -> Progress:
     return Progress(
-        TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
-        TimeRemainingColumn(), transient=True,
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        transient=True,
     )
 
 
@@ -63,26 +69,54 @@ def _progress() -> Progress:
 @click.option("--public-url", default="", help="Where this node's API will be reachable.")
 @json_option
 @handle_errors
-def init(home: Path | None, passphrase_file: Path | None, origin: str, node_id: str, node_name: str,
-         authority_id: str, authority_name: str, database: str | None, time_window: int, public_url: str,
-         as_json: bool) -> None:
+def init(
+    home: Path | None,
+    passphrase_file: Path | None,
+    origin: str,
+    node_id: str,
+    node_name: str,
+    authority_id: str,
+    authority_name: str,
+    database: str | None,
+    time_window: int,
+    public_url: str,
+    as_json: bool,
+) -> None:
     """Create a new single-node ledger: keys, config, GENESIS record and block 0."""
     passphrase = read_passphrase(passphrase_file)
     if passphrase is None:
-        raise InvalidInputError("a passphrase is required to encrypt the node keys "
-                                "(--passphrase-file or CERTLEDGER_PASSPHRASE)", reason="key.passphrase")
+        raise InvalidInputError(
+            "a passphrase is required to encrypt the node keys (--passphrase-file or CERTLEDGER_PASSPHRASE)",
+            reason="key.passphrase",
+        )
     cfg = NodeConfig(home=resolve_home(home), node_id=node_id, public_url=public_url)
     if database:
         cfg.database = database
     else:
         cfg.database = cfg.default_database()
-    node = init_node(cfg, passphrase, origin=origin, node_name=node_name, authority_id=authority_id,
-                     authority_name=authority_name, time_window=time_window)
+    node = init_node(
+        cfg,
+        passphrase,
+        origin=origin,
+        node_name=node_name,
+        authority_id=authority_id,
+        authority_name=authority_name,
+        time_window=time_window,
+    )
     try:
         size, note = node.ledger.latest_checkpoint()
-        emit({"home": str(cfg.home), "origin": origin, "database": cfg.database, "node_id": node_id,
-              "tree_size": size, "checkpoint": note}, as_json,
-             lambda d: f"initialised ledger {d['origin']} in {d['home']}\n\n{d['checkpoint']}")
+        emit(
+            {
+                "home": str(cfg.home),
+                "origin": origin,
+                "database": cfg.database,
+                "node_id": node_id,
+                "tree_size": size,
+                "checkpoint": note,
+            },
+            as_json,
+            lambda d: f"initialised ledger {d['origin']} in {d['home']}\n\n{d['checkpoint']}",
+        )
     finally:
         node.close()
 
@@ -107,16 +141,38 @@ def _csv(value: str) -> list[str]:
 @click.option("--regions", required=True, help="GB/T 2260 region code prefixes, comma-separated (or *).")
 @click.option("--types", "types_", required=True, help="Licence type codes it may issue, comma-separated (or *).")
 @click.option("--authority", is_flag=True, help="May also amend/suspend/revoke others' licences in its regions.")
-@click.option("--key", "key_path", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=True,
-              help="The agency's SM2 public key (PEM) or certificate.")
+@click.option(
+    "--key",
+    "key_path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    required=True,
+    help="The agency's SM2 public key (PEM) or certificate.",
+)
 @json_option
 @handle_errors
-def agency_add(home: Path | None, passphrase_file: Path | None, agency_id: str, name: str, regions: str,
-               types_: str, authority: bool, key_path: Path, as_json: bool) -> None:
+def agency_add(
+    home: Path | None,
+    passphrase_file: Path | None,
+    agency_id: str,
+    name: str,
+    regions: str,
+    types_: str,
+    authority: bool,
+    key_path: Path,
+    as_json: bool,
+) -> None:
     """Admit an agency (AGENCY_ADMIT, signed by the governance authority)."""
     pub = load_public_key(key_path.read_bytes())
-    payload = {"agency": {"id": agency_id, "name": name, "regions": _csv(regions), "types": _csv(types_),
-                          "authority": authority, "keys": [agency_key_json(pub)]}}
+    payload = {
+        "agency": {
+            "id": agency_id,
+            "name": name,
+            "regions": _csv(regions),
+            "types": _csv(types_),
+            "authority": authority,
+            "keys": [agency_key_json(pub)],
+        }
+    }
     with _node(home, passphrase_file, write=True) as node:
         result = node.governance(RecordType.AGENCY_ADMIT, payload)
         emit({"agency": agency_id, "key_id": pub.key_id, "index": result.accepted[0].index}, as_json)
@@ -126,13 +182,19 @@ def agency_add(home: Path | None, passphrase_file: Path | None, agency_id: str, 
 @home_option
 @passphrase_option
 @click.option("--id", "agency_id", required=True)
-@click.option("--key", "key_path", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=True,
-              help="The new SM2 public key (PEM).")
+@click.option(
+    "--key",
+    "key_path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    required=True,
+    help="The new SM2 public key (PEM).",
+)
 @click.option("--retire", "retire_key_id", default="", help="Key ID to retire from now on.")
 @json_option
 @handle_errors
-def agency_rotate(home: Path | None, passphrase_file: Path | None, agency_id: str, key_path: Path,
-                  retire_key_id: str, as_json: bool) -> None:
+def agency_rotate(
+    home: Path | None, passphrase_file: Path | None, agency_id: str, key_path: Path, retire_key_id: str, as_json: bool
+) -> None:
     """Add a new key to an agency, optionally retiring an old one (AGENCY_ROTATE_KEY)."""
     pub = load_public_key(key_path.read_bytes())
     payload: dict[str, Any] = {"agency_id": agency_id, "new_key": agency_key_json(pub)}
@@ -150,8 +212,7 @@ def agency_rotate(home: Path | None, passphrase_file: Path | None, agency_id: st
 @click.option("--reason", default="", help="Why the agency is removed.")
 @json_option
 @handle_errors
-def agency_remove(home: Path | None, passphrase_file: Path | None, agency_id: str, reason: str,
-                  as_json: bool) -> None:
+def agency_remove(home: Path | None, passphrase_file: Path | None, agency_id: str, reason: str, as_json: bool) -> None:
     """Remove an agency: its later records are refused (AGENCY_REMOVE)."""
     payload: dict[str, Any] = {"agency_id": agency_id}
     if reason:
@@ -174,9 +235,11 @@ def agency_list(home: Path | None, as_json: bool) -> None:
         lines = []
         for a in items:
             state = "removed" if a.get("removed_at") else "active"
-            lines.append(f"{a['id']}  {a['name']}  regions={','.join(a['regions'])} "
-                         f"types={','.join(a['types'])} keys={len(a['keys'])} {state}"
-                         f"{' authority' if a['authority'] else ''}")
+            lines.append(
+                f"{a['id']}  {a['name']}  regions={','.join(a['regions'])} "
+                f"types={','.join(a['types'])} keys={len(a['keys'])} {state}"
+                f"{' authority' if a['authority'] else ''}"
+            )
         return "\n".join(lines) or "(no agencies)"
 
     emit([a.to_json() for a in agencies], as_json, human)
@@ -191,19 +254,34 @@ def record() -> None:
 
 
 @record.command("new")
-@click.option("--type", "rtype", type=click.Choice([t.value for t in RecordType if t is not RecordType.GENESIS]),
-              required=True)
+@click.option(
+    "--type", "rtype", type=click.Choice([t.value for t in RecordType if t is not RecordType.GENESIS]), required=True
+)
 @click.option("--origin", help="Ledger origin (default: the local node's).")
 @click.option("--agency", "agency_id", default="", help="Signing agency ID (licence records).")
-@click.option("--key", "key_paths", type=click.Path(exists=True, dir_okay=False, path_type=Path), multiple=True,
-              required=True, help="SM2 private key(s) to sign with (one agency key, or authority keys).")
+@click.option(
+    "--key",
+    "key_paths",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    multiple=True,
+    required=True,
+    help="SM2 private key(s) to sign with (one agency key, or authority keys).",
+)
 @passphrase_option
 @click.option("--payload", "payload_path", required=True, help="JSON file with the type-specific payload (- = stdin).")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Output file (default: stdout).")
 @home_option
 @handle_errors
-def record_new(rtype: str, origin: str | None, agency_id: str, key_paths: tuple[Path, ...],
-               passphrase_file: Path | None, payload_path: str, out: Path | None, home: Path | None) -> None:
+def record_new(
+    rtype: str,
+    origin: str | None,
+    agency_id: str,
+    key_paths: tuple[Path, ...],
+    passphrase_file: Path | None,
+    payload_path: str,
+    out: Path | None,
+    home: Path | None,
+) -> None:
     """Build a record from a JSON payload and sign it; prints the signed record (canonical JSON)."""
     try:
         payload = json.loads(read_input(payload_path))
@@ -214,8 +292,13 @@ def record_new(rtype: str, origin: str | None, agency_id: str, key_paths: tuple[
     passphrase = read_passphrase(passphrase_file)
     keys = [SM2PrivateKey.load(p, passphrase) for p in key_paths]
     kind = RecordType(rtype)
-    governance = kind not in (RecordType.ISSUE, RecordType.AMEND, RecordType.SUSPEND, RecordType.RESUME,
-                              RecordType.REVOKE)
+    governance = kind not in (
+        RecordType.ISSUE,
+        RecordType.AMEND,
+        RecordType.SUSPEND,
+        RecordType.RESUME,
+        RecordType.REVOKE,
+    )
     key_id = "" if governance else keys[0].public_key.key_id
     rec = Record(kind, origin, now_utc(), new_nonce(), "" if governance else agency_id, key_id, payload)
     data = sign_record(rec, keys).entry_bytes()
@@ -241,10 +324,10 @@ def submit(home: Path | None, passphrase_file: Path | None, files: tuple[str, ..
     with _node(home, passphrase_file, write=True) as node:
         result = node.ledger.submit(records)
     out = {
-        "accepted": [{"file": files[a.position], "index": a.index, "record_hash": a.record_hash}
-                     for a in result.accepted],
-        "rejected": [{"file": files[r.position], "reason": r.reason, "message": r.message}
-                     for r in result.rejected],
+        "accepted": [
+            {"file": files[a.position], "index": a.index, "record_hash": a.record_hash} for a in result.accepted
+        ],
+        "rejected": [{"file": files[r.position], "reason": r.reason, "message": r.message} for r in result.rejected],
         "block": result.block.height if result.block else None,
         "checkpoint": result.checkpoint,
     }
@@ -280,13 +363,18 @@ def status(home: Path | None, licence_id: str, as_json: bool) -> None:
             raise InvalidInputError(f"licence {licence_id} is not on this ledger", reason="state.unknown_licence")
         size, note = node.ledger.latest_checkpoint()
         proof = node.ledger.inclusion_proof(lic.latest_index, size)
-        verify_inclusion(node.ledger.hasher, proof.index, size, proof.leaf_hash, list(proof.path),
-                         node.ledger.root(size))
+        verify_inclusion(
+            node.ledger.hasher, proof.index, size, proof.leaf_hash, list(proof.path), node.ledger.root(size)
+        )
     data = {"licence": lic.to_json(), "inclusion_proof": proof.to_json(), "checkpoint": note}
-    emit(data, as_json, lambda d: (
-        f"{licence_id}: {d['licence']['status']} (version {d['licence']['version']}, issuer "
-        f"{d['licence']['issuer']})\nlatest record: entry {proof.index}, included in tree of size {size} (verified)"
-    ))
+    emit(
+        data,
+        as_json,
+        lambda d: (
+            f"{licence_id}: {d['licence']['status']} (version {d['licence']['version']}, issuer "
+            f"{d['licence']['issuer']})\nlatest record: entry {proof.index}, included in tree of size {size} (verified)"
+        ),
+    )
 
 
 @click.command()
@@ -309,8 +397,15 @@ def history(home: Path | None, licence_id: str, as_json: bool) -> None:
         "tree_size": size,
         "root": root.hex(),
         "checkpoint": note,
-        "records": [{"index": it.index, "block": it.block_height, "record": it.record.to_json(),
-                     "inclusion_proof": it.proof.to_json()} for it in items],
+        "records": [
+            {
+                "index": it.index,
+                "block": it.block_height,
+                "record": it.record.to_json(),
+                "inclusion_proof": it.proof.to_json(),
+            }
+            for it in items
+        ],
     }
 
     def human(d: dict[str, Any]) -> str:
@@ -359,9 +454,16 @@ def proof_inclusion(home: Path | None, index: int, size: int | None, as_json: bo
         root = node.ledger.root(p.tree_size)
         verify_inclusion(node.ledger.hasher, p.index, p.tree_size, p.leaf_hash, list(p.path), root)
     data = {**p.to_json(), "root": root.hex()}
-    emit(data, as_json, lambda d: "\n".join(
-        [f"entry {d['index']} in tree of size {d['tree_size']}, root {d['root']} (verified)",
-         *[f"  {h}" for h in d["path"]]]))
+    emit(
+        data,
+        as_json,
+        lambda d: "\n".join(
+            [
+                f"entry {d['index']} in tree of size {d['tree_size']}, root {d['root']} (verified)",
+                *[f"  {h}" for h in d["path"]],
+            ]
+        ),
+    )
 
 
 @proof.command("consistency")
@@ -377,10 +479,20 @@ def proof_consistency(home: Path | None, old_size: int, new_size: int | None, as
         path = node.ledger.consistency_proof(old_size, new)
         old_root, new_root = node.ledger.root(old_size), node.ledger.root(new)
         verify_consistency(node.ledger.hasher, old_size, new, old_root, new_root, path)
-    data = {"old_size": old_size, "new_size": new, "old_root": old_root.hex(), "new_root": new_root.hex(),
-            "path": [h.hex() for h in path]}
-    emit(data, as_json, lambda d: "\n".join(
-        [f"tree {d['old_size']} -> {d['new_size']} consistent (verified)", *[f"  {h}" for h in d["path"]]]))
+    data = {
+        "old_size": old_size,
+        "new_size": new,
+        "old_root": old_root.hex(),
+        "new_root": new_root.hex(),
+        "path": [h.hex() for h in path],
+    }
+    emit(
+        data,
+        as_json,
+        lambda d: "\n".join(
+            [f"tree {d['old_size']} -> {d['new_size']} consistent (verified)", *[f"  {h}" for h in d["path"]]]
+        ),
+    )
 
 
 # -- audit and rebuild --------------------------------------------------------------------
@@ -388,8 +500,12 @@ def proof_consistency(home: Path | None, old_size: int, new_size: int | None, as
 
 @click.command()
 @home_option
-@click.option("--report", "report_path", type=click.Path(dir_okay=False, path_type=Path),
-              help="Also write a PDF report an auditor can file.")
+@click.option(
+    "--report",
+    "report_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also write a PDF report an auditor can file.",
+)
 @json_option
 @handle_errors
 def audit(home: Path | None, report_path: Path | None, as_json: bool) -> None:
@@ -450,4 +566,3 @@ def rebuild(home: Path | None, passphrase_file: Path | None, as_json: bool) -> N
 def register(group: click.Group) -> None:
     for cmd in (init, agency, record, submit, status, history, checkpoint, proof, audit, rebuild):
         group.add_command(cmd)
-

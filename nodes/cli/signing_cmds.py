@@ -26,17 +26,22 @@ def _write_private(path: Path, data: bytes) -> None:
 
 
 @click.command()
-@click.option("--out", "out", type=click.Path(path_type=Path), required=True,
-              help="Private key file to create (PKCS#8 PEM).")
-@click.option("--pub", "pub", type=click.Path(path_type=Path),
-              help="Public key file to write (SPKI PEM); default: OUT with .pub.pem.")
-@click.option("--passphrase-file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help=_PASSPHRASE_FILE_HELP)
+@click.option(
+    "--out", "out", type=click.Path(path_type=Path), required=True, help="Private key file to create (PKCS#8 PEM)."
+)
+@click.option(
+    "--pub",
+    "pub",
+    type=click.Path(path_type=Path),
+    help="Public key file to write (SPKI PEM); default: OUT with .pub.pem.",
+)
+@click.option(
+    "--passphrase-file", type=click.Path(exists=True, dir_okay=False, path_type=Path), help=_PASSPHRASE_FILE_HELP
+)
 @click.option("--no-encrypt", is_flag=True, help="Store the private key unencrypted (tests only).")
 @json_option
 @handle_errors
-def keygen(out: Path, pub: Path | None, passphrase_file: Path | None, no_encrypt: bool,
-           as_json: bool) -> None:
+def keygen(out: Path, pub: Path | None, passphrase_file: Path | None, no_encrypt: bool, as_json: bool) -> None:
     """Generate an SM2 key pair; the private key is encrypted with a passphrase."""
     passphrase = read_passphrase(passphrase_file)
     if passphrase is None and not no_encrypt:
@@ -50,8 +55,15 @@ def keygen(out: Path, pub: Path | None, passphrase_file: Path | None, no_encrypt
     pub_path = pub or out.with_name(out.name.removesuffix(".pem") + ".pub.pem")
     _write_private(out, key.to_pem(None if no_encrypt else passphrase))
     pub_path.write_bytes(key.public_key.to_pem())
-    emit({"private_key": str(out), "public_key": str(pub_path), "key_id": key.public_key.key_id,
-          "encrypted": not no_encrypt}, as_json)
+    emit(
+        {
+            "private_key": str(out),
+            "public_key": str(pub_path),
+            "key_id": key.public_key.key_id,
+            "encrypted": not no_encrypt,
+        },
+        as_json,
+    )
 
 
 @click.command("sm3")
@@ -82,20 +94,38 @@ def _signer_id(value: str) -> bytes:
 
 
 @click.command()
-@click.option("--key", "key_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              required=True, help="SM2 private key (PKCS#8 PEM).")
-@click.option("--passphrase-file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help=_PASSPHRASE_FILE_HELP)
-@click.option("--id", "signer_id", default=DEFAULT_SIGNER_ID.decode(), show_default=True,
-              help="GM/T 0009 signer ID.")
-@click.option("--format", "fmt", type=click.Choice(["der", "raw", "base64"]), default="der",
-              show_default=True, help="Signature encoding (base64 is of the DER form).")
+@click.option(
+    "--key",
+    "key_path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    required=True,
+    help="SM2 private key (PKCS#8 PEM).",
+)
+@click.option(
+    "--passphrase-file", type=click.Path(exists=True, dir_okay=False, path_type=Path), help=_PASSPHRASE_FILE_HELP
+)
+@click.option("--id", "signer_id", default=DEFAULT_SIGNER_ID.decode(), show_default=True, help="GM/T 0009 signer ID.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["der", "raw", "base64"]),
+    default="der",
+    show_default=True,
+    help="Signature encoding (base64 is of the DER form).",
+)
 @click.option("--out", type=click.Path(path_type=Path), help="Signature file (default: stdout).")
 @click.option("--backend", type=click.Choice(["libcrypto", "reference"]), help="SM2 backend.")
 @click.argument("file")
 @handle_errors
-def sign(key_path: Path, passphrase_file: Path | None, signer_id: str, fmt: str, out: Path | None,
-         backend: str | None, file: str) -> None:
+def sign(
+    key_path: Path,
+    passphrase_file: Path | None,
+    signer_id: str,
+    fmt: str,
+    out: Path | None,
+    backend: str | None,
+    file: str,
+) -> None:
     """Sign FILE (or - for stdin) with SM2/SM3."""
     key = SM2PrivateKey.load(key_path, read_passphrase(passphrase_file))
     sig = key.sign(read_input(file), signer_id=_signer_id(signer_id), backend=get_backend(backend))
@@ -108,20 +138,29 @@ def sign(key_path: Path, passphrase_file: Path | None, signer_id: str, fmt: str,
 
 
 @click.command("verify-sig")
-@click.option("--pub", "pub_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              required=True, help="SM2 public key (SPKI PEM/DER) or a certificate.")
-@click.option("--sig", "sig_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              required=True, help="Signature file.")
-@click.option("--id", "signer_id", default=DEFAULT_SIGNER_ID.decode(), show_default=True,
-              help="GM/T 0009 signer ID.")
-@click.option("--format", "fmt", type=click.Choice(["der", "raw", "base64"]), default="der",
-              show_default=True)
+@click.option(
+    "--pub",
+    "pub_path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    required=True,
+    help="SM2 public key (SPKI PEM/DER) or a certificate.",
+)
+@click.option(
+    "--sig",
+    "sig_path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    required=True,
+    help="Signature file.",
+)
+@click.option("--id", "signer_id", default=DEFAULT_SIGNER_ID.decode(), show_default=True, help="GM/T 0009 signer ID.")
+@click.option("--format", "fmt", type=click.Choice(["der", "raw", "base64"]), default="der", show_default=True)
 @click.option("--backend", type=click.Choice(["libcrypto", "reference"]), help="SM2 backend.")
 @click.argument("file")
 @json_option
 @handle_errors
-def verify_sig(pub_path: Path, sig_path: Path, signer_id: str, fmt: str, backend: str | None,
-               file: str, as_json: bool) -> None:
+def verify_sig(
+    pub_path: Path, sig_path: Path, signer_id: str, fmt: str, backend: str | None, file: str, as_json: bool
+) -> None:
     """Verify an SM2 signature over FILE; exit 0 only if it is valid."""
     pub = load_public_key(pub_path.read_bytes())
     raw = sig_path.read_bytes()
