@@ -16,6 +16,9 @@ is ``--home``, else ``$CERTLEDGER_HOME``, else ``./.certledger``.
     host = "127.0.0.1"
     port = 8600
     public_url = "http://127.0.0.1:8600"
+
+    [federation]
+    registry = "federation.toml"                  # other provinces; relative to home
 """
 
 from __future__ import annotations
@@ -68,7 +71,7 @@ class NodeConfig:
         return f"sqlite:///{(self.home / 'ledger.db').resolve()}"
 
     def to_toml(self) -> dict[str, Any]:
-        return {
+        return self.extra | {
             "ledger": {"database": self.database or self.default_database(), "origin": self.origin},
             "node": {"id": self.node_id, "keys": self.keys_dir},
             "api": {

@@ -27,6 +27,7 @@ from ledger.sequencer import GroupCommitSequencer, OverloadedError
 from ledger.service import InclusionProof, Ledger
 from signing.errors import CertLedgerError, InvalidInputError
 from verify_api import models, problems
+from verify_api.federation import FederatedVerifier
 from verify_api.limits import BodySizeLimit, RateLimit
 
 API_VERSION = "1.0.0"
@@ -70,7 +71,11 @@ def _proof_model(p: InclusionProof) -> models.InclusionProofModel:
 
 
 def create_app(
-    ledger: Ledger, *, sequencer: GroupCommitSequencer | None = None, settings: ApiSettings | None = None
+    ledger: Ledger,
+    *,
+    sequencer: GroupCommitSequencer | None = None,
+    settings: ApiSettings | None = None,
+    federation: FederatedVerifier | None = None,
 ) -> FastAPI:
     """The API over ``ledger``; submissions need a ``sequencer`` (read-only without one)."""
     cfg = settings or ApiSettings()
@@ -280,6 +285,37 @@ def create_app(
             raise InvalidInputError(f"no block {height}", reason="block.unknown")
         data = found.to_json()
         return models.BlockModel(header=data["header"], hash=data["hash"], signature=data["signature"])
+
+    # -- federation -----------------------------------------------------------------------------
+
+    @app.get("/v1/federation", tags=["federation"])
+    def federation_provinces() -> dict[str, object]:
+        """The other provinces this node can verify licences of."""
+        provinces = federation.registry.provinces if federation else []
+        return {
+            "provinces": [
+                {
+                    "name": p.name,
+                    "origin": p.origin,
+                    "endpoints": list(p.endpoints),
+                    "regions": list(p.regions),
+                    "genesis_sm3": p.anchors.genesis_hash,
+                }
+                for p in provinces
+            ]
+        }
+
+    @app.get("/v1/federation/licences/{licence_id}", tags=["federation"])
+    def federated_status(licence_id: str, origin: str | None = None) -> dict[str, object]:
+        """Status of another province's licence, fetched from it and verified here (each check listed).
+
+        When the province is unreachable the last verified answer is returned with
+        ``stale: true`` and its ``age_seconds``; an answer that fails verification is an error.
+        """
+        if federation is None:
+            raise InvalidInputError("this node has no federation registry", reason="federation.disabled")
+        answer: dict[str, object] = federation.status(licence_id, origin).to_json()
+        return answer
 
     # -- operations ---------------------------------------------------------------------------
 

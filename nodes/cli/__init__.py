@@ -10,7 +10,7 @@ from __future__ import annotations
 import click
 
 from nodes import logs
-from nodes.cli import cert_cmds, demo_cmd, ledger_cmds, serve_cmd, signing_cmds
+from nodes.cli import cert_cmds, demo_cmd, ledger_cmds, remote_cmds, serve_cmd, signing_cmds
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -37,6 +37,7 @@ signing_cmds.register(cli)
 ledger_cmds.register(cli)
 demo_cmd.register(cli)
 serve_cmd.register(cli)
+remote_cmds.register(cli)
 cert_cmds.register(cli)
 
 

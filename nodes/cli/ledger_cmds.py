@@ -495,6 +495,29 @@ def proof_consistency(home: Path | None, old_size: int, new_size: int | None, as
     )
 
 
+@click.command()
+@home_option
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Write the record here (default: stdout).")
+@json_option
+@handle_errors
+def genesis(home: Path | None, out: Path | None, as_json: bool) -> None:
+    """Export the GENESIS record: the trust anchors other provinces pin (with its SM3 hash)."""
+    from signing.sm3 import sm3
+
+    with _node(home, write=False) as node, node.ledger.store.read() as conn:
+        row = node.ledger.store.entry(conn, 0)
+    if row is None:
+        raise InvalidInputError("the ledger has no genesis record", reason="ledger.uninitialised")
+    digest = sm3(row.data).hex()
+    if out is not None:
+        out.write_bytes(row.data + b"\n")
+        emit(
+            {"file": str(out), "genesis_sm3": digest}, as_json, lambda d: f"wrote {d['file']} (SM3 {d['genesis_sm3']})"
+        )
+    else:
+        click.echo(row.data.decode("utf-8"))
+
+
 # -- audit and rebuild --------------------------------------------------------------------
 
 
@@ -564,5 +587,5 @@ def rebuild(home: Path | None, passphrase_file: Path | None, as_json: bool) -> N
 
 
 def register(group: click.Group) -> None:
-    for cmd in (init, agency, record, submit, status, history, checkpoint, proof, audit, rebuild):
+    for cmd in (init, agency, record, submit, status, history, checkpoint, proof, genesis, audit, rebuild):
         group.add_command(cmd)
