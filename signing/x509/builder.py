@@ -157,9 +157,7 @@ def issue_certificate(
         {
             "extn_id": "basic_constraints",
             "critical": True,
-            "extn_value": {"ca": profile.is_ca, "path_len_constraint": path_length}
-            if profile.is_ca
-            else {"ca": False},
+            "extn_value": {"ca": profile.is_ca, "path_len_constraint": path_length} if profile.is_ca else {"ca": False},
         },
         {
             "extn_id": "key_usage",
@@ -168,9 +166,7 @@ def issue_certificate(
         },
     ]
     if ekus:
-        extensions.append(
-            {"extn_id": "extended_key_usage", "critical": False, "extn_value": list(ekus)}
-        )
+        extensions.append({"extn_id": "extended_key_usage", "critical": False, "extn_value": list(ekus)})
     extensions.append({"extn_id": "key_identifier", "critical": False, "extn_value": own_key_id})
     extensions.append(
         {
@@ -207,16 +203,10 @@ def issue_certificate(
     return cert
 
 
-def _check_issuer(
-    issuer: Certificate, issuer_key: SM2PrivateKey, role: Role, validity: Validity
-) -> bytes:
+def _check_issuer(issuer: Certificate, issuer_key: SM2PrivateKey, role: Role, validity: Validity) -> bytes:
     if issuer_key.public_key != issuer.public_key:
-        raise InvalidInputError(
-            "the CA key does not belong to the CA certificate", reason="cert.issuer_key_mismatch"
-        )
-    if not issuer.is_ca or (
-        issuer.key_usage is not None and KeyUsage.KEY_CERT_SIGN not in issuer.key_usage
-    ):
+        raise InvalidInputError("the CA key does not belong to the CA certificate", reason="cert.issuer_key_mismatch")
+    if not issuer.is_ca or (issuer.key_usage is not None and KeyUsage.KEY_CERT_SIGN not in issuer.key_usage):
         raise InvalidInputError(
             f"{issuer.subject.rfc4514()} is not a CA certificate that may sign certificates",
             reason="cert.not_ca",
@@ -228,14 +218,11 @@ def _check_issuer(
         )
     if validity.not_after > issuer.not_after:
         raise InvalidInputError(
-            "the certificate would outlive its issuer "
-            f"(issuer expires {issuer.not_after.isoformat()})",
+            f"the certificate would outlive its issuer (issuer expires {issuer.not_after.isoformat()})",
             reason="cert.validity",
         )
     if issuer.subject_key_id is None:
-        raise InvalidInputError(
-            "the issuing CA certificate has no subject key identifier", reason="cert.profile"
-        )
+        raise InvalidInputError("the issuing CA certificate has no subject key identifier", reason="cert.profile")
     return issuer.subject_key_id
 
 
@@ -244,9 +231,7 @@ def encode_name(name: DistinguishedName) -> Any:
     rdns = []
     for oid, value in name.attributes():
         kind = "printable_string" if oid == oids.COUNTRY else "utf8_string"
-        ava = asn1_x509.NameTypeAndValue(
-            {"type": oid, "value": asn1_x509.DirectoryString(name=kind, value=value)}
-        )
+        ava = asn1_x509.NameTypeAndValue({"type": oid, "value": asn1_x509.DirectoryString(name=kind, value=value)})
         rdns.append(asn1_x509.RelativeDistinguishedName([ava]))
     return asn1_x509.Name(name="", value=asn1_x509.RDNSequence(rdns))
 

@@ -101,8 +101,7 @@ def verify_issued_by(cert: Certificate, issuer: Certificate) -> None:
     if cert.issuer_der != issuer.subject_der:
         raise _fail(
             "cert.issuer_mismatch",
-            f"certificate {_label(cert)} names issuer {cert.issuer.rfc4514()}, "
-            f"not {_label(issuer)}",
+            f"certificate {_label(cert)} names issuer {cert.issuer.rfc4514()}, not {_label(issuer)}",
             cert,
         )
     try:
@@ -110,8 +109,7 @@ def verify_issued_by(cert: Certificate, issuer: Certificate) -> None:
     except CertLedgerError:
         raise _fail(
             "cert.signature",
-            f"signature on certificate {_label(cert)} does not verify with the key of "
-            f"{_label(issuer)}",
+            f"signature on certificate {_label(cert)} does not verify with the key of {_label(issuer)}",
             cert,
         ) from None
 
@@ -129,8 +127,7 @@ def _check_leaf(
         if leaf.key_usage is None:
             raise _fail(
                 "cert.key_usage",
-                f"certificate {_label(leaf)} has no keyUsage extension; "
-                f"{', '.join(required_usage.names)} is required",
+                f"certificate {_label(leaf)} has no keyUsage extension; {', '.join(required_usage.names)} is required",
                 leaf,
             )
         missing = required_usage & ~leaf.key_usage
@@ -144,18 +141,13 @@ def _check_leaf(
         actual = leaf.role.value if leaf.role is not None else "no certledger role"
         raise _fail(
             "cert.role",
-            f"certificate {_label(leaf)} is a {actual} certificate, "
-            f"not {Role(required_role).value}",
+            f"certificate {_label(leaf)} is a {actual} certificate, not {Role(required_role).value}",
             leaf,
         )
-    if (
-        required_extended_usage is not None
-        and required_extended_usage not in leaf.extended_key_usage
-    ):
+    if required_extended_usage is not None and required_extended_usage not in leaf.extended_key_usage:
         raise _fail(
             "cert.extended_key_usage",
-            f"certificate {_label(leaf)} does not allow extended key usage "
-            f"{required_extended_usage}",
+            f"certificate {_label(leaf)} does not allow extended key usage {required_extended_usage}",
             leaf,
         )
 
@@ -170,9 +162,7 @@ def _check_critical(cert: Certificate) -> None:
         )
 
 
-def _check_link(
-    child: Certificate, issuer: Certificate, below: Sequence[Certificate], at: datetime
-) -> None:
+def _check_link(child: Certificate, issuer: Certificate, below: Sequence[Certificate], at: datetime) -> None:
     """Everything step 3 requires of ``issuer`` as the issuer of ``child``."""
     if (
         child.authority_key_id is not None
@@ -189,8 +179,7 @@ def _check_link(
     if not issuer.is_ca:
         raise _fail(
             "cert.not_ca",
-            f"certificate {_label(issuer)} is not a CA (basicConstraints) "
-            f"but issued {_label(child)}",
+            f"certificate {_label(issuer)} is not a CA (basicConstraints) but issued {_label(child)}",
             issuer,
         )
     if issuer.key_usage is None or KeyUsage.KEY_CERT_SIGN not in issuer.key_usage:
@@ -261,9 +250,7 @@ def verify_chain(
                 if not candidates
                 else f"is not reached within {MAX_PATH_LENGTH} certificates"
             )
-            message = (
-                f"no trust anchor for {_label(current)}: its issuer {current.issuer.rfc4514()}"
-            )
+            message = f"no trust anchor for {_label(current)}: its issuer {current.issuer.rfc4514()}"
             failures.append((len(path), _fail("cert.untrusted", f"{message} {why}", current)))
             return None
         for candidate in candidates:
@@ -296,9 +283,7 @@ def verify_chain(
             f"trust anchor {_label(anchor)} is not a CA certificate",
             anchor,
         )
-    if anchor.is_self_issued and (
-        anchor.authority_key_id is None or anchor.authority_key_id == anchor.subject_key_id
-    ):
+    if anchor.is_self_issued and (anchor.authority_key_id is None or anchor.authority_key_id == anchor.subject_key_id):
         verify_issued_by(anchor, anchor)
 
     checks = (

@@ -43,15 +43,12 @@ def validate_credit_code(code: str) -> str:
     identifier that is compared byte for byte once it is in a certificate.
     """
     if not isinstance(code, str) or len(code) != LENGTH:
-        raise InvalidInputError(
-            f"credit code must be {LENGTH} characters", reason="cert.credit_code"
-        )
+        raise InvalidInputError(f"credit code must be {LENGTH} characters", reason="cert.credit_code")
     bad = sorted({ch for ch in code if ch not in _VALUE})
     if bad:
         shown = "".join(bad) if all(ch.isprintable() for ch in bad) else repr("".join(bad))
         raise InvalidInputError(
-            "credit code contains characters outside GB 32100 "
-            f"(0-9, A-Y without I O S V Z): {shown}",
+            f"credit code contains characters outside GB 32100 (0-9, A-Y without I O S V Z): {shown}",
             reason="cert.credit_code",
         )
     if not code[2:8].isdigit():

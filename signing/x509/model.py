@@ -105,9 +105,7 @@ def _check_text(field: str, value: str) -> None:
         )
     if _CONTROL_RE.search(value):
         # a newline in a name could forge extra lines in any text report that shows it
-        raise InvalidInputError(
-            f"name attribute {field} contains control characters", reason="cert.name"
-        )
+        raise InvalidInputError(f"name attribute {field} contains control characters", reason="cert.name")
 
 
 @dataclass(frozen=True)
@@ -141,9 +139,7 @@ class DistinguishedName:
                     reason="cert.name",
                 )
         if self.country is not None and not re.fullmatch(r"[A-Z]{2}", self.country):
-            raise InvalidInputError(
-                "country must be a two-letter ISO 3166 code such as CN", reason="cert.name"
-            )
+            raise InvalidInputError("country must be a two-letter ISO 3166 code such as CN", reason="cert.name")
         if self.credit_code is not None:
             validate_credit_code(self.credit_code)
         for oid, text in self.other:
@@ -201,12 +197,9 @@ class DistinguishedName:
 
 
 def _escape_rfc4514(value: str) -> str:
+    # names never start or end with spaces (see _check_text), so only these need escaping
     out = re.sub(r'([,+"\\<>;=])', r"\\\1", value)
-    if out.startswith(("#", " ")):
-        out = "\\" + out
-    if out.endswith(" "):
-        out = out[:-1] + "\\ "
-    return out
+    return "\\" + out if out.startswith("#") else out
 
 
 def _require_aware(when: datetime, what: str) -> datetime:
@@ -230,9 +223,7 @@ class Validity:
         if na < nb:
             raise InvalidInputError("not_after is before not_before", reason="cert.validity")
         if nb.year < 1950:
-            raise InvalidInputError(
-                "validity starts before 1950, which X.509 cannot encode", reason="cert.validity"
-            )
+            raise InvalidInputError("validity starts before 1950, which X.509 cannot encode", reason="cert.validity")
         object.__setattr__(self, "not_before", nb)
         object.__setattr__(self, "not_after", na)
 
@@ -245,11 +236,9 @@ class Validity:
         """
         if days < 1:
             raise InvalidInputError("validity must be at least one day", reason="cert.validity")
-        begin = (
-            datetime.now(UTC) - timedelta(minutes=5)
-            if start is None
-            else _require_aware(start, "start")
-        ).replace(microsecond=0)
+        begin = (datetime.now(UTC) - timedelta(minutes=5) if start is None else _require_aware(start, "start")).replace(
+            microsecond=0
+        )
         return cls(begin, begin + timedelta(days=days))
 
     def contains(self, at: datetime) -> bool:
@@ -343,9 +332,7 @@ class Certificate:
             "key_usage": None if self.key_usage is None else list(self.key_usage.names),
             "extended_key_usage": list(self.extended_key_usage),
             "subject_key_id": None if self.subject_key_id is None else self.subject_key_id.hex(),
-            "authority_key_id": None
-            if self.authority_key_id is None
-            else self.authority_key_id.hex(),
+            "authority_key_id": None if self.authority_key_id is None else self.authority_key_id.hex(),
             "public_key": self.public_key.to_bytes().hex(),
             "key_id": self.public_key.key_id,
             "fingerprint_sm3": self.fingerprint,

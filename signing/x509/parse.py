@@ -51,9 +51,7 @@ _MAX_NODES: Final = 4096
 SM2_WITH_SM3_ALGORITHM_ID: Final = der.sequence(der.oid(oids.SM2_WITH_SM3))
 _SM2_WITH_SM3_NULL: Final = der.sequence(der.oid(oids.SM2_WITH_SM3), der.tlv(der.TAG_NULL, b""))
 
-_PEM_BLOCK_RE: Final = re.compile(
-    rb"-----BEGIN ([A-Z0-9 ]+)-----\r?\n([A-Za-z0-9+/=\s]*?)-----END \1-----"
-)
+_PEM_BLOCK_RE: Final = re.compile(rb"-----BEGIN ([A-Z0-9 ]+)-----\r?\n([A-Za-z0-9+/=\s]*?)-----END \1-----")
 _TAG_BOOLEAN: Final = 0x01
 _UNIVERSAL_SET: Final = 0x31
 # X.680 tag numbers of the string/bit types DER requires to be primitive
@@ -80,9 +78,7 @@ def _malformed(message: str) -> InvalidInputError:
 def pem_blocks(data: bytes) -> list[bytes]:
     """DER bodies of the ``CERTIFICATE`` PEM blocks in ``data``; other blocks are skipped."""
     if len(data) > MAX_PEM_SIZE:
-        raise InvalidInputError(
-            f"certificate file is larger than {MAX_PEM_SIZE} bytes", reason="cert.too_large"
-        )
+        raise InvalidInputError(f"certificate file is larger than {MAX_PEM_SIZE} bytes", reason="cert.too_large")
     out: list[bytes] = []
     for match in _PEM_BLOCK_RE.finditer(data):
         if match.group(1) != b"CERTIFICATE":
@@ -158,9 +154,7 @@ def load_certificate(data: bytes) -> Certificate:
     """Parse exactly one certificate from PEM or DER; raise InvalidInputError if it is not one."""
     certs = load_certificates(data)
     if len(certs) != 1:
-        raise InvalidInputError(
-            f"expected one certificate, found {len(certs)}", reason="cert.count"
-        )
+        raise InvalidInputError(f"expected one certificate, found {len(certs)}", reason="cert.count")
     return certs[0]
 
 
@@ -179,9 +173,7 @@ def parse_der(data: bytes) -> Certificate:
     """Parse one DER certificate under the profile rules (steps 1-4 above)."""
     # 1. size
     if len(data) > MAX_CERTIFICATE_SIZE:
-        raise InvalidInputError(
-            f"certificate is larger than {MAX_CERTIFICATE_SIZE} bytes", reason="cert.too_large"
-        )
+        raise InvalidInputError(f"certificate is larger than {MAX_CERTIFICATE_SIZE} bytes", reason="cert.too_large")
     # 2. strict DER, and the exact TBS bytes
     if not data.startswith(b"\x30"):
         raise _malformed("neither PEM nor DER (DER starts with a SEQUENCE)")
@@ -196,7 +188,9 @@ def parse_der(data: bytes) -> Certificate:
     except CertLedgerError:
         raise
     except _ASN1_ERRORS as exc:
-        raise _malformed(f"{type(exc).__name__}: {exc}") from None
+        # asn1crypto appends "while parsing ..." lines; the first line says what was wrong
+        first = (str(exc).splitlines() or [""])[0]
+        raise _malformed(f"{type(exc).__name__}: {first}") from None
 
 
 def _from_asn1(data: bytes, tbs_der: bytes) -> Certificate:
@@ -208,9 +202,7 @@ def _from_asn1(data: bytes, tbs_der: bytes) -> Certificate:
     # 4a. version
     version = tbs["version"].native
     if version != "v3":
-        raise InvalidInputError(
-            f"certificate is X.509 {version}; only v3 is accepted", reason="cert.version"
-        )
+        raise InvalidInputError(f"certificate is X.509 {version}; only v3 is accepted", reason="cert.version")
 
     # 4b. signature algorithm: SM2-with-SM3, the same inside and outside the TBS
     outer_alg = cert["signature_algorithm"].dump()
@@ -300,11 +292,7 @@ def _name(name: Any, what: str) -> DistinguishedName:
             field = _NAME_FIELDS.get(oid)
             if field is not None and field not in fields:
                 fields[field] = text
-            elif (
-                oid == oids.ORGANIZATION_IDENTIFIER
-                and credit_code is None
-                and text.startswith(CREDIT_CODE_PREFIX)
-            ):
+            elif oid == oids.ORGANIZATION_IDENTIFIER and credit_code is None and text.startswith(CREDIT_CODE_PREFIX):
                 credit_code = text[len(CREDIT_CODE_PREFIX) :]
             else:
                 other.append((oid, text))
@@ -351,9 +339,7 @@ class _Extensions:
         for ext in extensions:
             oid = ext["extn_id"].dotted
             if oid in seen:
-                raise InvalidInputError(
-                    f"certificate has extension {oid} twice", reason="cert.extension_duplicate"
-                )
+                raise InvalidInputError(f"certificate has extension {oid} twice", reason="cert.extension_duplicate")
             seen.add(oid)
             raw = ext["extn_value"].contents
             _strict(raw, f"extension {oid}")

@@ -47,9 +47,7 @@ class RoleProfile:
                 reason="cert.profile",
             )
         if subject.other:
-            raise InvalidInputError(
-                "attributes outside the profile cannot be issued", reason="cert.profile"
-            )
+            raise InvalidInputError("attributes outside the profile cannot be issued", reason="cert.profile")
 
 
 PROFILES: Final = {
