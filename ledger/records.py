@@ -52,7 +52,7 @@ _HEX64_RE = re.compile(r"^[0-9a-f]{64}$")
 _NONCE_RE = re.compile(r"^[0-9a-f]{32}$")
 _ID_RE = re.compile(r"^[0-9A-Za-z][0-9A-Za-z._:\-]{0,127}$")
 _REGION_RE = re.compile(r"^\d{2}(\d{2}){0,2}$")
-_TYPE_CODE_RE = re.compile(r"^[0-9A-Za-z]{1,16}$")
+_TYPE_CODE_RE = re.compile(r"^[0-9A-Za-z]{1,32}$")  # GB/T 36904 type codes are 21 characters
 _FILE_FORMATS: Final = frozenset({"ofd", "pdf"})
 
 

@@ -1,21 +1,67 @@
 """The ``certledger`` command: a thin layer over the packages.
 
-Each command family lives in its own module and registers itself on the root
-group here; the modules hold no logic beyond parsing, calling a package and
-printing.
+Each command family lives in its own module. The root group is lazy: it
+knows each command's module and one-line help, and imports the module only
+when that command runs, so ``certledger sm3`` does not pay for SQLAlchemy,
+reportlab or FastAPI (ADR 0008).
 """
 
 from __future__ import annotations
 
+import importlib
+from typing import Any
+
 import click
 
 from nodes import logs
-from nodes.cli import cert_cmds, demo_cmd, ledger_cmds, remote_cmds, serve_cmd, signing_cmds
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
+#: command name -> (module, attribute, one-line help shown by ``certledger --help``)
+COMMANDS: dict[str, tuple[str, str, str]] = {
+    "keygen": ("nodes.cli.signing_cmds", "keygen", "Generate an SM2 key pair (private key encrypted)."),
+    "sm3": ("nodes.cli.signing_cmds", "sm3_cmd", "Print the SM3 digest of files or stdin."),
+    "sign": ("nodes.cli.signing_cmds", "sign", "Sign a file with SM2/SM3."),
+    "verify-sig": ("nodes.cli.signing_cmds", "verify_sig", "Verify an SM2 signature over a file."),
+    "cert": ("nodes.cli.cert_cmds", "cert_group", "Issue, verify and show SM2 X.509 certificates."),
+    "init": ("nodes.cli.ledger_cmds", "init", "Create a new single-node ledger (keys, genesis, block 0)."),
+    "agency": ("nodes.cli.ledger_cmds", "agency", "Admit, rotate keys of, remove and list agencies."),
+    "record": ("nodes.cli.ledger_cmds", "record", "Build and sign records."),
+    "submit": ("nodes.cli.ledger_cmds", "submit", "Append signed record files as one block."),
+    "status": ("nodes.cli.ledger_cmds", "status", "Current status of a licence, with proof."),
+    "history": ("nodes.cli.ledger_cmds", "history", "Every record of a licence, with proofs."),
+    "checkpoint": ("nodes.cli.ledger_cmds", "checkpoint", "Print a signed checkpoint (C2SP note)."),
+    "proof": ("nodes.cli.ledger_cmds", "proof", "Inclusion and consistency proofs."),
+    "genesis": ("nodes.cli.ledger_cmds", "genesis", "Export the GENESIS record (trust anchors)."),
+    "audit": ("nodes.cli.ledger_cmds", "audit", "Replay-verify the whole ledger; optional PDF report."),
+    "rebuild": ("nodes.cli.ledger_cmds", "rebuild", "Recompute derived state from the entries."),
+    "serve": ("nodes.cli.serve_cmd", "serve", "Serve the /v1 verification API."),
+    "remote": ("nodes.cli.remote_cmds", "remote", "Query another node and verify its proofs locally."),
+    "demo": ("nodes.cli.demo_cmd", "demo", "Run the end-to-end demo on the embedded default."),
+}
 
-@click.group(context_settings=CONTEXT_SETTINGS)
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        entry = COMMANDS.get(cmd_name)
+        if entry is None:
+            return None
+        module = importlib.import_module(entry[0])
+        command: Any = getattr(module, entry[1])
+        assert isinstance(command, click.Command)
+        return command
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        # list commands from the table, without importing every module
+        rows = [(name, COMMANDS[name][2]) for name in self.list_commands(ctx)]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+
+@click.group(cls=LazyGroup, context_settings=CONTEXT_SETTINGS)
 @click.version_option(package_name="certledger", prog_name="certledger")
 @click.option("--log-level", default=None, help="DEBUG, INFO, WARNING (default) or ERROR; env CERTLEDGER_LOG_LEVEL.")
 @click.option(
@@ -31,14 +77,6 @@ def cli(log_level: str | None, log_format: str | None) -> None:
     amendment, suspension and revocation, with proofs anyone can check.
     """
     logs.configure(log_level, log_format)
-
-
-signing_cmds.register(cli)
-ledger_cmds.register(cli)
-demo_cmd.register(cli)
-serve_cmd.register(cli)
-remote_cmds.register(cli)
-cert_cmds.register(cli)
 
 
 def main() -> None:
