@@ -300,7 +300,7 @@ def _no_default(value: Any) -> Any:
 _C_ENCODER: Final = json.JSONEncoder(
     ensure_ascii=False,
     allow_nan=False,
-    check_circular=False,  # the depth check ran before parsing
+    check_circular=False,  # decoder output is a tree of bounded depth
     sort_keys=True,
     separators=(",", ":"),
     default=_no_default,
@@ -421,8 +421,9 @@ def parse_canonical(
     1. type and size: ``bytes``-like (``canonical.type``), at most ``max_bytes``
        (``canonical.too_large``);
     2. encoding: no byte order mark, valid UTF-8 (``canonical.utf8``);
-    3. nesting: at most ``max_depth`` arrays/objects deep, checked by scanning brackets
-       before the JSON parser recurses (``canonical.too_deep``);
+    3. nesting: at most ``max_depth`` (capped at :data:`MAX_NESTING`) arrays/objects
+       deep, checked by scanning brackets before the JSON parser recurses
+       (``canonical.too_deep``);
     4. JSON: syntax (``canonical.syntax``), duplicate member names
        (``canonical.duplicate_key``), NaN/Infinity or out-of-range integers
        (``canonical.number``), and with ``allow_floats=False`` any number with a fraction
@@ -458,7 +459,7 @@ def parse_canonical(
             f"invalid UTF-8 at byte offset {exc.start}", REASON_UTF8, offset=exc.start
         ) from None
     # 3. nesting, before json.loads recurses
-    _check_depth(data, max_depth)
+    _check_depth(data, min(max_depth, MAX_NESTING))
     # 4. JSON
     decoder = _NUMBER_DECODER if allow_floats else _INTEGER_DECODER
     try:
@@ -469,7 +470,7 @@ def parse_canonical(
             f"not JSON: {exc.msg} at byte offset {offset}", REASON_SYNTAX, offset=offset
         ) from None
     except RecursionError:
-        # only reachable when a caller passes a max_depth beyond the interpreter's stack
+        # only reachable when the caller itself already runs deep in the interpreter's stack
         raise _fail("arrays/objects nest too deep to parse", REASON_DEPTH) from None
     # 5. canonical form
     # Shortcut: the strict decoder yields exact JSON types, safe integers and no floats;
