@@ -17,7 +17,7 @@ import os
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -29,10 +29,10 @@ from ledger.merkle.compact import CompactRange
 from ledger.merkle.hashing import TreeHasher
 from ledger.merkle.proofs import consistency_proof, inclusion_proof, root_at
 from ledger.records import GOVERNANCE_TYPES, RecordType, SignedRecord, now_utc
-from ledger.state import GOVERNANCE_SIGNER, Agency, LicenceState, Node, OverlayState, StateChange
+from ledger.state import GOVERNANCE_SIGNER, Agency, LicenceState, Node, OverlayState, StateChange, node_from_payload
 from ledger.store.sql import EntryRow, SqlStateView, SqlStore
 from ledger.validation import validate
-from signing.errors import CertLedgerError, ConflictError, InvalidInputError, StorageError
+from signing.errors import CertLedgerError, ConflictError, InvalidInputError, StorageError, VerificationError
 from signing.sm2 import SM2PrivateKey
 
 #: signs checkpoint bodies as a note: (origin, size, root) -> signed note text
@@ -77,6 +77,32 @@ class BatchResult:
         """For single-record callers: re-raise the rejection, if any."""
         if self.rejected:
             raise self.rejected[0].error
+
+
+@dataclass
+class _Batch:
+    """A validated, not yet written batch: rows, tree nodes and state changes."""
+
+    start: int
+    height: int
+    prev: Block | None
+    range: CompactRange
+    origin: str
+    genesis_hex: str = ""
+    rows: list[EntryRow] = field(default_factory=list)
+    changes: list[StateChange] = field(default_factory=list)
+    new_nodes: list[tuple[tuple[int, int], bytes]] = field(default_factory=list)
+    accepted: list[Accepted] = field(default_factory=list)
+    rejected: list[Rejected] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Proposal:
+    """A signed block over the valid records of a batch, not yet applied anywhere."""
+
+    block: Block | None
+    entries: list[SignedRecord]
+    rejected: list[Rejected]
 
 
 @dataclass(frozen=True)
@@ -261,11 +287,9 @@ class Ledger:
         """Validate ``records`` in order, append the valid ones as one block, commit.
 
         Rejected records change nothing and are reported with their reason.
-        Returns once the block is durable.
+        Returns once the block is durable. (Single node: this node is the sequencer.)
         """
-        if self.identity is None:
-            raise StorageError("this ledger is opened read-only (no node identity)", reason="ledger.read_only")
-        identity = self.identity
+        identity = self._identity()
         now = now or now_utc()
         result = BatchResult()
         if not records:
@@ -275,12 +299,126 @@ class Ledger:
             preverified = self._preverify(records)
             try:
                 with self.store.write() as conn:
-                    self._append(conn, records, preverified, now, identity, result)
+                    batch = self._validate_batch(conn, records, preverified, now)
+                    result.accepted, result.rejected = batch.accepted, batch.rejected
+                    if batch.rows:
+                        block = sign_block(self._header(batch, now, identity.node_id), identity.block_key)
+                        result.block, result.checkpoint = block, self._write(conn, batch, block, identity)
             except BaseException:
                 # the transaction rolled back: the in-memory frontier must forget the batch
                 self._range = self._load_range()
                 raise
+            if result.block is not None:
+                self._range = batch.range
         return result
+
+    def propose(self, records: Sequence[SignedRecord], *, now: datetime | None = None) -> Proposal:
+        """Validate ``records`` against the committed state and sign a block for them; write nothing.
+
+        The leader of a cluster publishes the proposal; every node (the leader
+        included) then appends it through :meth:`apply_block`.
+        """
+        identity = self._identity()
+        now = now or now_utc()
+        preverified = self._preverify(records)
+        with self._write_lock, self.store.read() as conn:
+            batch = self._validate_batch(conn, records, preverified, now)
+        if not batch.rows:
+            return Proposal(None, [], batch.rejected)
+        block = sign_block(self._header(batch, now, identity.node_id), identity.block_key)
+        accepted = [records[a.position] for a in batch.accepted]
+        return Proposal(block, accepted, batch.rejected)
+
+    def apply_block(self, block: Block, entries: Sequence[SignedRecord]) -> BatchResult:
+        """Re-validate a block made by another node (or by this one as leader) and append it.
+
+        Everything is checked again here — the link to this node's latest block,
+        the proposer's admission and SM2 signature, every entry against this
+        node's own state at the block's time, and the resulting tree root — so a
+        faulty or lying proposer cannot make this node store anything invalid.
+        Raises VerificationError (nothing written) if any check fails.
+        """
+        identity = self._identity()
+        result = BatchResult()
+        with self._write_lock:
+            preverified = self._preverify(entries)
+            try:
+                with self.store.write() as conn:
+                    prev = self.store.latest_block(conn)
+                    check_link(prev, block.header)
+                    self._check_proposer(conn, block, entries)
+                    batch = self._validate_batch(conn, entries, preverified, block.header.time)
+                    if batch.rejected:
+                        first = batch.rejected[0]
+                        raise VerificationError(
+                            f"block {block.height}: entry {block.header.first_index + first.position} is invalid: "
+                            f"{first.message} [{first.reason}]",
+                            reason=reasons.BLOCK_ENTRY,
+                        )
+                    if (batch.start, batch.range.size, batch.range.root()) != (
+                        block.header.first_index,
+                        block.header.tree_size,
+                        block.header.tree_root,
+                    ):
+                        raise VerificationError(
+                            f"block {block.height}: its header does not match the tree of its entries",
+                            reason=reasons.BLOCK_ROOT,
+                        )
+                    result.accepted = batch.accepted
+                    result.block, result.checkpoint = block, self._write(conn, batch, block, identity)
+            except BaseException:
+                self._range = self._load_range()
+                raise
+            self._range = batch.range
+        return result
+
+    def _check_proposer(self, conn: Connection, block: Block, entries: Sequence[SignedRecord]) -> None:
+        if block.height == 0:
+            # the genesis block is signed by a node the GENESIS record itself names
+            if len(entries) != 1 or entries[0].record.type is not RecordType.GENESIS:
+                raise VerificationError("block 0 must hold exactly the GENESIS record", reason=reasons.BLOCK_HEADER)
+            nodes = {n["id"]: n for n in entries[0].record.payload["nodes"]}
+            node_json = nodes.get(block.header.proposer)
+            if node_json is None:
+                raise VerificationError("block 0 proposer is not a genesis node", reason=reasons.BLOCK_SIGNATURE)
+            block.verify(node_from_payload(node_json).sm2_public_key)
+            return
+        node = SqlStateView(conn, self.store).node(block.header.proposer)
+        if node is None or (node.removed_at is not None and node.removed_at <= block.header.time):
+            raise VerificationError(
+                f"block {block.height}: proposer {block.header.proposer} is not an admitted node",
+                reason=reasons.BLOCK_SIGNATURE,
+            )
+        block.verify(node.sm2_public_key)
+
+    def _identity(self) -> NodeIdentity:
+        if self.identity is None:
+            raise StorageError("this ledger is opened read-only (no node identity)", reason="ledger.read_only")
+        return self.identity
+
+    def _header(self, batch: _Batch, now: datetime, proposer: str) -> BlockHeader:
+        header = BlockHeader(
+            origin=batch.origin,
+            height=batch.height,
+            prev_hash=GENESIS_PREV_HASH if batch.prev is None else batch.prev.hash(),
+            first_index=batch.start,
+            tree_size=batch.range.size,
+            tree_root=batch.range.root(),
+            time=now,
+            proposer=proposer,
+        )
+        check_link(batch.prev, header)
+        return header
+
+    def _write(self, conn: Connection, batch: _Batch, block: Block, identity: NodeIdentity) -> str:
+        """Persist a validated batch as ``block``; returns this node's signed checkpoint."""
+        if batch.prev is None:
+            self.store.meta_put(conn, "origin", batch.origin)
+            self.store.meta_put(conn, "policy", batch.genesis_hex)
+        rows = [replace(r, block_height=block.height) for r in batch.rows]
+        note = identity.sign_checkpoint(batch.origin, block.header.tree_size, block.header.tree_root)
+        self.store.write_batch(conn, rows, batch.new_nodes, batch.changes, block, (block.header.tree_size, note))
+        return note
 
     def _preverify(self, records: Sequence[SignedRecord]) -> list[CertLedgerError | bool | None]:
         """True = verified, an error = failed, None = must be checked in sequence.
@@ -312,20 +450,20 @@ class Ledger:
         pairs = list(zip(records, keys, strict=True))
         if len(pairs) < 8:
             return [check(p) for p in pairs]
-        return list(self._pool.map(check, pairs, chunksize=max(1, len(pairs) // 8)))
+        return list(self._pool.map(check, pairs))
 
-    def _append(
+    def _validate_batch(
         self,
         conn: Connection,
         records: Sequence[SignedRecord],
         preverified: Sequence[CertLedgerError | bool | None],
         now: datetime,
-        identity: NodeIdentity,
-        result: BatchResult,
-    ) -> None:
+    ) -> _Batch:
+        """Validate ``records`` in order on top of the committed state (nothing written)."""
         start = self.store.tree_size(conn)
         if start != self._range.size:
             self._range = CompactRange.from_nodes(start, _ConnReader(self.store, conn), hasher=self.hasher)
+        tree = self._range.copy()
         prev = self.store.latest_block(conn)
         height = 0 if prev is None else prev.height + 1
         base_view = SqlStateView(conn, self.store)
@@ -334,26 +472,34 @@ class Ledger:
             ((s.record.agency or GOVERNANCE_SIGNER, s.record.nonce) for s in records),
         )
         overlay = OverlayState(base_view)
-        rows: list[EntryRow] = []
-        changes: list[StateChange] = []
-        new_nodes: list[tuple[tuple[int, int], bytes]] = []
+        batch = _Batch(
+            start=start,
+            height=height,
+            prev=prev,
+            range=tree,
+            origin=records[0].record.origin
+            if prev is None and records
+            else (prev.header.origin if prev is not None else ""),
+        )
         for position, signed in enumerate(records):
-            index = start + len(rows)
+            index = start + len(batch.rows)
             pre = preverified[position]
             try:
                 if isinstance(pre, CertLedgerError):
                     raise pre
                 change = validate(signed, overlay, index=index, now=now, signatures_verified=pre is True)
             except CertLedgerError as exc:
-                result.rejected.append(Rejected(position, exc.reason, str(exc), exc))
+                batch.rejected.append(Rejected(position, exc.reason, str(exc), exc))
                 continue
             overlay.apply(change)
-            changes.append(change)
+            batch.changes.append(change)
             data = signed.entry_bytes()
             leaf = self.hasher.hash_leaf(data)
-            new_nodes.extend(self._range.append(leaf))
+            batch.new_nodes.extend(tree.append(leaf))
             record = signed.record
-            rows.append(
+            if index == 0:
+                batch.genesis_hex = data.hex()
+            batch.rows.append(
                 EntryRow(
                     index=index,
                     leaf_hash=leaf,
@@ -365,29 +511,8 @@ class Ledger:
                     agency_id=record.agency or None,
                 )
             )
-            result.accepted.append(Accepted(position, index, record.record_hash(), leaf))
-        if not rows:
-            return
-        origin = records[0].record.origin if prev is None else prev.header.origin
-        if prev is None:
-            self.store.meta_put(conn, "origin", origin)
-            self.store.meta_put(conn, "policy", records[0].entry_bytes().hex())
-        header = BlockHeader(
-            origin=origin,
-            height=height,
-            prev_hash=GENESIS_PREV_HASH if prev is None else prev.hash(),
-            first_index=start,
-            tree_size=start + len(rows),
-            tree_root=self._range.root(),
-            time=now,
-            proposer=identity.node_id,
-        )
-        check_link(prev, header)
-        block = sign_block(header, identity.block_key)
-        note = identity.sign_checkpoint(origin, header.tree_size, header.tree_root)
-        self.store.write_batch(conn, rows, new_nodes, changes, block, (header.tree_size, note))
-        result.block = block
-        result.checkpoint = note
+            batch.accepted.append(Accepted(position, index, record.record_hash(), leaf))
+        return batch
 
     def rebuild(self, progress: Callable[[int], None] | None = None) -> int:
         """Recompute every derived table from the entries; returns the entry count."""
