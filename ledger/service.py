@@ -174,6 +174,24 @@ class Ledger:
         return root_at(size, self.store, hasher=self.hasher)
 
     def latest_checkpoint(self) -> tuple[int, str]:
+        """The newest *final* checkpoint: signed by the quorum of nodes the genesis policy demands.
+
+        The note carries this node's signatures plus the other nodes'
+        cosignature lines collected for the same tree head. With a quorum of
+        one (a single node) every checkpoint is final when written.
+        """
+        with self.store.read() as conn:
+            policy = self.store.cached_policy(conn)
+            threshold = policy.quorum_threshold if policy is not None else 1
+            size = self.store.final_tree_size(conn, threshold - 1)
+            cp = self.store.checkpoint(conn, size) if size is not None else None
+            if cp is None:
+                raise StorageError("the ledger has no final checkpoint yet", reason="ledger.not_final")
+            lines = [line for _, line in self.store.cosignatures(conn, cp[0])]
+        return cp[0], _merge_note(cp[1], lines)
+
+    def latest_own_checkpoint(self) -> tuple[int, str]:
+        """This node's newest checkpoint (final or not)."""
         with self.store.read() as conn:
             cp = self.store.checkpoint(conn)
         if cp is None:
@@ -183,7 +201,25 @@ class Ledger:
     def checkpoint_at(self, tree_size: int) -> str | None:
         with self.store.read() as conn:
             cp = self.store.checkpoint(conn, tree_size)
-        return cp[1] if cp else None
+            if cp is None:
+                return None
+            lines = [line for _, line in self.store.cosignatures(conn, tree_size)]
+        return _merge_note(cp[1], lines)
+
+    def add_cosignatures(self, tree_size: int, signer: str, lines: Sequence[str]) -> None:
+        """Store another node's verified signature lines for our checkpoint at ``tree_size``."""
+        with self._write_lock, self.store.write() as conn:
+            known = {line for _, line in self.store.cosignatures(conn, tree_size)}
+            for i, line in enumerate(lines):
+                if line not in known:
+                    self.store.add_cosignature(conn, tree_size, f"{signer}#{i}", line)
+
+    def record_evidence(self, kind: str, detail: dict[str, Any]) -> None:
+        """Keep signed statements that prove misbehaviour (forks, invalid blocks)."""
+        import json as _json
+
+        with self.store.write() as conn:
+            self.store.add_evidence(conn, kind, now_utc().isoformat(), _json.dumps(detail, ensure_ascii=False))
 
     def licence(self, licence_id: str) -> LicenceState | None:
         with self.store.read() as conn:
@@ -462,6 +498,9 @@ class Ledger:
         """Validate ``records`` in order on top of the committed state (nothing written)."""
         start = self.store.tree_size(conn)
         if start != self._range.size:
+            # another writer (process) appended since our last batch: the frontier and the cached
+            # agencies (a key may have been retired meanwhile) are stale
+            self.store.invalidate_caches()
             self._range = CompactRange.from_nodes(start, _ConnReader(self.store, conn), hasher=self.hasher)
         tree = self._range.copy()
         prev = self.store.latest_block(conn)
@@ -534,6 +573,15 @@ class Ledger:
                     progress(1)
         self.store.invalidate_caches()
         return count
+
+
+def _merge_note(note: str, lines: Sequence[str]) -> str:
+    """Append cosignature lines to a signed note (each line once)."""
+    if not lines:
+        return note
+    present = set(note.splitlines())
+    extra = [line for line in lines if line not in present]
+    return note + "".join(line + "\n" for line in extra)
 
 
 class _ConnReader:

@@ -332,6 +332,26 @@ class SqlStore:
         for row in conn.execute(select(t.checkpoints).order_by(t.checkpoints.c.tree_size)):
             yield int(row.tree_size), str(row.note)
 
+    def final_tree_size(self, conn: Connection, other_signers: int) -> int | None:
+        """Largest checkpointed size cosigned by at least ``other_signers`` other nodes."""
+        if other_signers <= 0:
+            value = conn.execute(select(func.max(t.checkpoints.c.tree_size))).scalar()
+            return None if value is None else int(value)
+        # signer column is "<node key name>#<line no>": count distinct names
+        if self.engine.dialect.name == "postgresql":
+            name = func.split_part(t.cosignatures.c.signer, "#", 1)
+        else:
+            name = func.substr(t.cosignatures.c.signer, 1, func.instr(t.cosignatures.c.signer, "#") - 1)
+        q = (
+            select(t.cosignatures.c.tree_size)
+            .group_by(t.cosignatures.c.tree_size)
+            .having(func.count(func.distinct(name)) >= other_signers)
+            .order_by(t.cosignatures.c.tree_size.desc())
+            .limit(1)
+        )
+        value = conn.execute(q).scalar()
+        return None if value is None else int(value)
+
     def cosignatures(self, conn: Connection, tree_size: int) -> list[tuple[str, str]]:
         rows = conn.execute(
             select(t.cosignatures.c.signer, t.cosignatures.c.line).where(t.cosignatures.c.tree_size == tree_size)
