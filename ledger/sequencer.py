@@ -17,6 +17,7 @@ import threading
 import time
 from concurrent.futures import Future
 from dataclasses import dataclass
+from typing import Protocol
 
 import structlog
 
@@ -35,6 +36,12 @@ class Acknowledgement:
     tree_size: int
     block_height: int
     checkpoint: str
+
+
+class Sequencer(Protocol):
+    """Whatever orders submissions: the group-commit sequencer, or a cluster node."""
+
+    def submit(self, signed: SignedRecord) -> Future[Acknowledgement]: ...
 
 
 class OverloadedError(StorageError):

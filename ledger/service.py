@@ -580,7 +580,7 @@ def _merge_note(note: str, lines: Sequence[str]) -> str:
     if not lines:
         return note
     present = set(note.splitlines())
-    extra = [line for line in lines if line not in present]
+    extra = [line.rstrip("\n") for line in lines if line.rstrip("\n") not in present]
     return note + "".join(line + "\n" for line in extra)
 
 

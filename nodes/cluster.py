@@ -383,13 +383,17 @@ class ClusterNode:
         own = self.ledger.checkpoint_at(tree_size)
         if own is None or opened.checkpoint.size != tree_size:
             return
-        own_cp = open_checkpoint(own, checkpoint_verifiers(origin, nodes), origin=origin).checkpoint
+        try:
+            own_cp = open_checkpoint(own, checkpoint_verifiers(origin, nodes), origin=origin).checkpoint
+        except CertLedgerError as exc:
+            self._alarm("own_checkpoint_unreadable", {"size": tree_size, "reason": exc.reason})
+            return
         if own_cp.root_hash != opened.checkpoint.root_hash:
             # two signed checkpoints for the same origin and size that disagree: proof of a fork
             self._alarm("checkpoint_fork", {"size": tree_size, "signer": signer, "theirs": note, "ours": own})
             return
         name = note_key_name(origin, signer)
-        lines = [sig.line() for sig in opened.note.signatures if sig.name == name]
+        lines = [sig.line().rstrip("\n") for sig in opened.note.signatures if sig.name == name]
         self.ledger.add_cosignatures(tree_size, name, lines)
         size, _ = self.ledger.latest_checkpoint() if self._has_final() else (0, "")
         if size > self.final_size:

@@ -24,6 +24,8 @@ def configure(level: str | None = None, fmt: str | None = None) -> None:
         else structlog.dev.ConsoleRenderer(colors=False)
     )
     logging.basicConfig(level=numeric, stream=sys.stderr, format="%(message)s")
+    # httpx logs every request at INFO: far too chatty for a node polling etcd
+    logging.getLogger("httpx").setLevel(max(numeric, logging.WARNING))
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,

@@ -1,7 +1,17 @@
-"""Assembling the API process of a node: ledger, group-commit sequencer, app."""
+"""Assembling the API process of a node: ledger, group-commit sequencer, app.
+
+Tuning knobs read from the environment (documented in docs/api.md):
+
+* ``CERTLEDGER_API_RATE`` — requests per second per client address on the public
+  read endpoints (token bucket; ``0`` turns rate limiting off; default 200);
+* ``CERTLEDGER_API_BURST`` — the bucket's size (default 400);
+* ``CERTLEDGER_FEDERATION_REGISTRY`` — the federation registry (TOML), else
+  ``[federation] registry`` in the node's config.
+"""
 
 from __future__ import annotations
 
+import atexit
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -9,16 +19,41 @@ from pathlib import Path
 from fastapi import FastAPI
 
 from ledger.sequencer import GroupCommitSequencer
-from nodes.config import NodeConfig
+from nodes.config import NodeConfig, load_config
 from nodes.local import open_node
+from signing.errors import InvalidInputError
 from verify_api.app import ApiSettings, create_app
 from verify_api.federation import FederatedVerifier, FederationRegistry
+
+
+def _env_number(name: str, default: float) -> float:
+    value = os.environ.get(name)
+    if value is None or value == "":
+        return default
+    try:
+        number = float(value)
+    except ValueError:
+        raise InvalidInputError(f"{name} must be a number, not {value!r}", reason="config.invalid") from None
+    if number < 0:
+        raise InvalidInputError(f"{name} must not be negative", reason="config.invalid")
+    return number
+
+
+def api_settings(cfg: NodeConfig) -> ApiSettings:
+    """API settings of the node at ``cfg``, with the environment's rate-limit knobs applied."""
+    defaults = ApiSettings()
+    return ApiSettings(
+        node_id=cfg.node_id,
+        rate_per_client=_env_number("CERTLEDGER_API_RATE", defaults.rate_per_client),
+        burst_per_client=max(1, int(_env_number("CERTLEDGER_API_BURST", defaults.burst_per_client))),
+    )
 
 
 def build_app(
     cfg: NodeConfig, passphrase: bytes | None, *, read_only: bool = False
 ) -> tuple[FastAPI, Callable[[], None]]:
     """The app for the node at ``cfg`` and a function that shuts it down cleanly."""
+    settings = api_settings(cfg)
     node = open_node(cfg, passphrase, write=not read_only)
     sequencer = None if read_only else GroupCommitSequencer(node.ledger)
     federation = None
@@ -28,7 +63,7 @@ def build_app(
         if not path.is_absolute():
             path = cfg.home / path
         federation = FederatedVerifier(FederationRegistry.load(path), state_dir=cfg.home / "federation")
-    app = create_app(node.ledger, sequencer=sequencer, settings=ApiSettings(node_id=cfg.node_id), federation=federation)
+    app = create_app(node.ledger, sequencer=sequencer, settings=settings, federation=federation)
 
     def close() -> None:
         if sequencer is not None:
@@ -36,3 +71,15 @@ def build_app(
         node.close()
 
     return app, close
+
+
+def read_only_app() -> FastAPI:
+    """App factory for ``uvicorn --factory`` with several worker processes (``certledger serve --workers``).
+
+    Each worker opens the node at ``$CERTLEDGER_HOME`` read-only: only one process
+    may own the sequencer (it holds the in-memory tree edge and orders appends),
+    so a multi-process server answers queries and refuses submissions.
+    """
+    app, close = build_app(load_config(None), None, read_only=True)
+    atexit.register(close)
+    return app

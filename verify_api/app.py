@@ -12,9 +12,9 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import FastAPI, Query, Request, Response
+from fastapi import FastAPI, Path, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -23,7 +23,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from ledger.checkpoint import open_checkpoint, verify_quorum
 from ledger.identity import checkpoint_verifiers, note_key_name
 from ledger.records import MAX_ENTRY_BYTES, SignedRecord, encode_public_key
-from ledger.sequencer import GroupCommitSequencer, OverloadedError
+from ledger.sequencer import OverloadedError, Sequencer
 from ledger.service import InclusionProof, Ledger
 from signing.errors import CertLedgerError, InvalidInputError
 from verify_api import models, problems
@@ -32,6 +32,36 @@ from verify_api.limits import BodySizeLimit, RateLimit
 
 API_VERSION = "1.0.0"
 MAX_ENTRIES_PER_PAGE = 1000
+#: indices and sizes are bounded by what the store holds (SQL BIGINT); a larger number is a 422,
+#: never an overflow deep in the database driver
+MAX_INDEX = 2**63 - 1
+
+_PROBLEM_DESCRIPTIONS = {
+    403: "the signer is not allowed to do this",
+    404: "not on this ledger",
+    409: "conflict (double issue, replayed nonce, revoked)",
+    413: "request body too large",
+    422: "invalid request or record (reason code in the problem)",
+    429: "rate limited: retry after Retry-After seconds",
+    502: "another province's node did not answer",
+    503: "overloaded: retry after Retry-After seconds",
+}
+_RETRY_AFTER = {"Retry-After": {"description": "seconds to wait", "schema": {"type": "integer"}}}
+
+
+def _problems(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` entries for error statuses: problem+json bodies (see ``_problem_media_type``)."""
+    out: dict[int | str, dict[str, Any]] = {}
+    for code in codes:
+        entry: dict[str, Any] = {"model": models.Problem, "description": _PROBLEM_DESCRIPTIONS[code]}
+        if code in (429, 503):
+            entry["headers"] = _RETRY_AFTER
+        out[code] = entry
+    return out
+
+
+#: public read endpoints: rate limited, and a bad query is a 422
+_READ_PROBLEMS = (422, 429)
 
 
 @dataclass
@@ -73,7 +103,7 @@ def _proof_model(p: InclusionProof) -> models.InclusionProofModel:
 def create_app(
     ledger: Ledger,
     *,
-    sequencer: GroupCommitSequencer | None = None,
+    sequencer: Sequencer | None = None,
     settings: ApiSettings | None = None,
     federation: FederatedVerifier | None = None,
 ) -> FastAPI:
@@ -122,11 +152,13 @@ def create_app(
         status_code=201,
         response_model=models.SubmitResponse,
         tags=["records"],
-        responses={
-            409: {"description": "conflict (double issue, replayed nonce, revoked)"},
-            422: {"description": "invalid record (reason code in the problem)"},
-            403: {"description": "the signer is not allowed to do this"},
-            503: {"description": "overloaded: retry after Retry-After seconds"},
+        responses=_problems(403, 409, 413, 422, 503),
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "description": "The signed record envelope as canonical JSON (RFC 8785).",
+                "content": {"application/json": {"schema": models.SIGNED_RECORD_SCHEMA}},
+            }
         },
     )
     async def submit_record(request: Request) -> models.SubmitResponse:
@@ -165,13 +197,21 @@ def create_app(
 
     # -- licences -----------------------------------------------------------------------------
 
-    @app.get("/v1/licences/{licence_id}", response_model=models.LicenceResponse, tags=["licences"])
+    @app.get(
+        "/v1/licences/{licence_id}",
+        response_model=models.LicenceResponse,
+        tags=["licences"],
+        responses=_problems(404, *_READ_PROBLEMS),
+    )
     def licence_status(licence_id: str) -> models.LicenceResponse:
         """Current status, latest record with its inclusion proof, the signing key's admission, checkpoint."""
         lic = ledger.licence(licence_id)
         if lic is None:
             raise InvalidInputError(f"licence {licence_id} is not on this ledger", reason="state.unknown_licence")
         size, note = ledger.latest_checkpoint()
+        if lic.latest_index >= size:
+            # the newest record is applied here but its checkpoint is not yet quorum-cosigned
+            raise OverloadedError("the licence's latest record is not final yet; retry shortly")
         latest = ledger.entry(lic.latest_index)
         proof = ledger.inclusion_proof(lic.latest_index, size)
         return models.LicenceResponse(
@@ -194,7 +234,12 @@ def create_app(
             checkpoint=note,
         )
 
-    @app.get("/v1/licences/{licence_id}/history", response_model=models.HistoryResponse, tags=["licences"])
+    @app.get(
+        "/v1/licences/{licence_id}/history",
+        response_model=models.HistoryResponse,
+        tags=["licences"],
+        responses=_problems(404, *_READ_PROBLEMS),
+    )
     def licence_history(licence_id: str) -> models.HistoryResponse:
         """Every record of the licence, each with an inclusion proof to the returned checkpoint."""
         size, note = ledger.latest_checkpoint()
@@ -219,9 +264,10 @@ def create_app(
 
     # -- log ----------------------------------------------------------------------------------
 
-    @app.get("/v1/entries", response_model=models.EntriesResponse, tags=["log"])
+    @app.get("/v1/entries", response_model=models.EntriesResponse, tags=["log"], responses=_problems(*_READ_PROBLEMS))
     def entries(
-        start: Annotated[int, Query(ge=0)] = 0, end: Annotated[int | None, Query(ge=1, description="exclusive")] = None
+        start: Annotated[int, Query(ge=0, le=MAX_INDEX)] = 0,
+        end: Annotated[int | None, Query(ge=1, le=MAX_INDEX, description="exclusive")] = None,
     ) -> models.EntriesResponse:
         """Entries [start, end), at most 1000 per call."""
         size = ledger.tree_size()
@@ -241,9 +287,15 @@ def create_app(
             ],
         )
 
-    @app.get("/v1/proofs/inclusion", response_model=models.InclusionProofModel, tags=["log"])
+    @app.get(
+        "/v1/proofs/inclusion",
+        response_model=models.InclusionProofModel,
+        tags=["log"],
+        responses=_problems(*_READ_PROBLEMS),
+    )
     def inclusion(
-        index: Annotated[int, Query(ge=0)], tree_size: Annotated[int | None, Query(ge=1)] = None
+        index: Annotated[int, Query(ge=0, le=MAX_INDEX)],
+        tree_size: Annotated[int | None, Query(ge=1, le=MAX_INDEX)] = None,
     ) -> models.InclusionProofModel:
         """RFC 9162 inclusion proof of entry ``index`` in the tree of ``tree_size`` (default: latest checkpoint)."""
         size = tree_size if tree_size is not None else ledger.latest_checkpoint()[0]
@@ -251,9 +303,15 @@ def create_app(
             raise InvalidInputError(f"tree size {size} is beyond the log", reason="proof.range")
         return _proof_model(ledger.inclusion_proof(index, size))
 
-    @app.get("/v1/proofs/consistency", response_model=models.ConsistencyProofModel, tags=["log"])
+    @app.get(
+        "/v1/proofs/consistency",
+        response_model=models.ConsistencyProofModel,
+        tags=["log"],
+        responses=_problems(*_READ_PROBLEMS),
+    )
     def consistency(
-        first: Annotated[int, Query(ge=0)], second: Annotated[int | None, Query(ge=1)] = None
+        first: Annotated[int, Query(ge=0, le=MAX_INDEX)],
+        second: Annotated[int | None, Query(ge=1, le=MAX_INDEX)] = None,
     ) -> models.ConsistencyProofModel:
         """RFC 9162 consistency proof between tree sizes ``first`` and ``second`` (default: latest checkpoint)."""
         size = second if second is not None else ledger.latest_checkpoint()[0]
@@ -264,9 +322,12 @@ def create_app(
         "/v1/checkpoint",
         response_class=PlainTextResponse,
         tags=["log"],
-        responses={200: {"content": {"text/plain": {}}, "description": "C2SP signed note"}},
+        responses={
+            200: {"content": {"text/plain": {"schema": {"type": "string"}}}, "description": "C2SP signed note"},
+            **_problems(404, *_READ_PROBLEMS),
+        },
     )
-    def checkpoint(size: Annotated[int | None, Query(ge=1)] = None) -> PlainTextResponse:
+    def checkpoint(size: Annotated[int | None, Query(ge=1, le=MAX_INDEX)] = None) -> PlainTextResponse:
         """The latest (or the given size's) signed checkpoint as a C2SP signed note."""
         if size is None:
             note = ledger.latest_checkpoint()[1]
@@ -277,8 +338,8 @@ def create_app(
             note = found
         return PlainTextResponse(note, media_type="text/plain; charset=utf-8")
 
-    @app.get("/v1/blocks/{height}", response_model=models.BlockModel, tags=["log"])
-    def block(height: int) -> models.BlockModel:
+    @app.get("/v1/blocks/{height}", response_model=models.BlockModel, tags=["log"], responses=_problems(404, 422))
+    def block(height: Annotated[int, Path(ge=0, le=MAX_INDEX)]) -> models.BlockModel:
         """A block header with its proposer's SM2 signature."""
         found = ledger.block(height)
         if found is None:
@@ -305,7 +366,7 @@ def create_app(
             ]
         }
 
-    @app.get("/v1/federation/licences/{licence_id}", tags=["federation"])
+    @app.get("/v1/federation/licences/{licence_id}", tags=["federation"], responses=_problems(404, 422, 502))
     def federated_status(licence_id: str, origin: str | None = None) -> dict[str, object]:
         """Status of another province's licence, fetched from it and verified here (each check listed).
 
@@ -319,7 +380,7 @@ def create_app(
 
     # -- operations ---------------------------------------------------------------------------
 
-    @app.get("/healthz", response_model=models.HealthResponse, tags=["operations"])
+    @app.get("/healthz", response_model=models.HealthResponse, tags=["operations"], responses=_problems(503))
     def healthz() -> models.HealthResponse:
         size = ledger.tree_size()
         metrics.tree_size.set(size)
@@ -332,6 +393,15 @@ def create_app(
     for extra in cfg.extra_routes:
         extra(app)
 
+    base_openapi = app.openapi
+
+    def openapi_with_problems() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            _problem_media_type(base_openapi())
+        return app.openapi_schema or {}
+
+    app.openapi = openapi_with_problems  # type: ignore[method-assign]
+
     # added last = outermost: size limits run before rate limits, both before routing
     app.add_middleware(
         RateLimit,
@@ -341,6 +411,21 @@ def create_app(
     )
     app.add_middleware(BodySizeLimit, default_limit=cfg.max_record_bytes, limits={"/v1/verify": cfg.max_upload_bytes})
     return app
+
+
+def _problem_media_type(schema: dict[str, Any]) -> None:
+    """Declare error bodies as what they are on the wire: application/problem+json.
+
+    FastAPI files an extra response's model under the route's media type; every
+    4xx/5xx here is answered by the problem handlers, so the schema says so (a
+    client or a schema fuzzer checks responses against it).
+    """
+    for item in schema.get("paths", {}).values():
+        for operation in item.values():
+            for code, response in operation.get("responses", {}).items():
+                content = response.get("content")
+                if str(code)[:1] in ("4", "5") and content:
+                    response["content"] = {problems.PROBLEM_JSON: next(iter(content.values()))}
 
 
 def _key_admission(ledger: Ledger, latest: SignedRecord, tree_size: int) -> models.KeyAdmission:

@@ -93,11 +93,15 @@ class BodySizeLimit:
                 started = True
             await send(message)
 
+        too_large = False
         try:
             await self.app(scope, limited_receive, tracking_send)
-        except _TooLarge:
-            if not started:
-                await _problem(send, 413, "request.too_large", f"body larger than {limit} bytes")
+        except* _TooLarge:
+            # except*: middleware that reads the body in a task group (Starlette's
+            # BaseHTTPMiddleware) hands the error up wrapped in an ExceptionGroup
+            too_large = True
+        if too_large and not started:
+            await _problem(send, 413, "request.too_large", f"body larger than {limit} bytes")
 
 
 class RateLimit:

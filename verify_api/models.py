@@ -104,3 +104,68 @@ class HealthResponse(BaseModel):
     origin: str
     tree_size: int
     node_id: str
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem details (``application/problem+json``) with the stable reason code."""
+
+    type: str = Field(description="URI naming the problem type (ends with the reason code).")
+    title: str
+    status: int
+    detail: str = Field(description="Human-readable explanation (English).")
+    reason: str = Field(description="Stable dotted reason code a client can act on, e.g. state.already_issued.")
+    retry_after: int | None = Field(default=None, description="Seconds to wait (overload); also a Retry-After header.")
+
+
+#: JSON Schema of the body of POST /v1/records: a signed record envelope, as canonical JSON
+#: (RFC 8785). The server parses it strictly (ledger.records); this schema documents the shape.
+SIGNED_RECORD_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["record", "signatures"],
+    "additionalProperties": False,
+    "properties": {
+        "record": {
+            "type": "object",
+            "required": ["v", "type", "origin", "time", "nonce", "agency", "key_id", "payload"],
+            "additionalProperties": False,
+            "properties": {
+                "v": {"type": "integer", "enum": [1]},
+                "type": {
+                    "type": "string",
+                    "enum": [
+                        "ISSUE",
+                        "AMEND",
+                        "SUSPEND",
+                        "RESUME",
+                        "REVOKE",
+                        "AGENCY_ADMIT",
+                        "AGENCY_ROTATE_KEY",
+                        "AGENCY_REMOVE",
+                        "NODE_ADMIT",
+                        "NODE_REMOVE",
+                    ],
+                },
+                "origin": {"type": "string", "maxLength": 255},
+                "time": {"type": "string", "description": "RFC 3339 UTC, seconds: 2026-11-22T03:00:00Z"},
+                "nonce": {"type": "string", "pattern": "^[0-9a-f]{32}$"},
+                "agency": {"type": "string", "maxLength": 128},
+                "key_id": {"type": "string", "maxLength": 64},
+                "payload": {"type": "object"},
+            },
+        },
+        "signatures": {
+            "type": "array",
+            "minItems": 1,
+            "maxItems": 16,
+            "items": {
+                "type": "object",
+                "required": ["key_id", "sig"],
+                "additionalProperties": False,
+                "properties": {
+                    "key_id": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+                    "sig": {"type": "string", "description": "base64 DER SM2 signature"},
+                },
+            },
+        },
+    },
+}

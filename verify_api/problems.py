@@ -55,15 +55,19 @@ def status_for(exc: CertLedgerError) -> int:
 
 
 def problem(status: int, title: str, detail: str, reason: str, **extra: Any) -> JSONResponse:
-    body = {"type": _BASE + reason, "title": title, "status": status, "detail": detail, "reason": reason, **extra}
     headers = {"Retry-After": str(extra.pop("retry_after"))} if "retry_after" in extra else None
+    body = {"type": _BASE + reason, "title": title, "status": status, "detail": detail, "reason": reason, **extra}
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
 
 
 async def certledger_error_handler(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, CertLedgerError)
     status = status_for(exc)
-    return problem(status, type(exc).__name__, " ".join(str(exc).split()), exc.reason)
+    extra: dict[str, Any] = {}
+    retry_after = getattr(exc, "retry_after", None)
+    if isinstance(retry_after, int):
+        extra["retry_after"] = retry_after  # explicit pushback: 503 + Retry-After
+    return problem(status, type(exc).__name__, " ".join(str(exc).split()), exc.reason, **extra)
 
 
 async def validation_error_handler(_request: Request, exc: Exception) -> JSONResponse:

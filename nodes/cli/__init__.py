@@ -38,6 +38,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "serve": ("nodes.cli.serve_cmd", "serve", "Serve the /v1 verification API."),
     "remote": ("nodes.cli.remote_cmds", "remote", "Query another node and verify its proofs locally."),
     "demo": ("nodes.cli.demo_cmd", "demo", "Run the end-to-end demo on the embedded default."),
+    "node": ("nodes.cli.node_cmds", "node", "Run a department node of a cluster (etcd ordering)."),
+    "cluster": ("nodes.cli.cluster_cmds", "cluster", "Start, stop and inspect a local 4-node cluster."),
 }
 
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import click
 
 from nodes.cli._common import handle_errors, read_passphrase
 from nodes.cli.ledger_cmds import home_option, passphrase_option
+from signing.errors import InvalidInputError
 
 
 @click.command()
@@ -16,18 +18,50 @@ from nodes.cli.ledger_cmds import home_option, passphrase_option
 @click.option("--host", help="Address to bind (default: config api.host, 127.0.0.1).")
 @click.option("--port", type=int, help="Port (default: config api.port, 8600).")
 @click.option("--read-only", is_flag=True, help="Serve queries only; refuse submissions (no keys needed).")
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Worker processes; more than one needs --read-only (one process owns the sequencer).",
+)
 @handle_errors
-def serve(home: Path | None, passphrase_file: Path | None, host: str | None, port: int | None, read_only: bool) -> None:
-    """Serve the /v1 API (and the verification page) for the local node."""
+def serve(
+    home: Path | None, passphrase_file: Path | None, host: str | None, port: int | None, read_only: bool, workers: int
+) -> None:
+    """Serve the /v1 API (and the verification page) for the local node.
+
+    Rate limits of the read endpoints: CERTLEDGER_API_RATE (requests/s per client
+    address, 0 = off) and CERTLEDGER_API_BURST.
+    """
     import uvicorn
 
     from nodes.config import load_config
-    from nodes.server import build_app
+    from nodes.server import api_settings, build_app
 
     cfg = load_config(home)
+    bind_host, bind_port = host or cfg.api_host, port or cfg.api_port
+    if workers > 1:
+        if not read_only:
+            raise InvalidInputError(
+                "--workers > 1 needs --read-only: a single process must own the sequencer", reason="config.invalid"
+            )
+        api_settings(cfg)  # fail here, once, on a bad knob rather than in every worker
+        # the workers are fresh interpreters: they find the node through the environment
+        os.environ["CERTLEDGER_HOME"] = str(cfg.home.resolve())
+        uvicorn.run(
+            "nodes.server:read_only_app",
+            factory=True,
+            workers=workers,
+            host=bind_host,
+            port=bind_port,
+            log_level="warning",
+            access_log=False,
+        )
+        return
     app, closer = build_app(cfg, None if read_only else read_passphrase(passphrase_file), read_only=read_only)
     try:
-        uvicorn.run(app, host=host or cfg.api_host, port=port or cfg.api_port, log_level="warning", access_log=False)
+        uvicorn.run(app, host=bind_host, port=bind_port, log_level="warning", access_log=False)
     finally:
         closer()
 

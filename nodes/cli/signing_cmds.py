@@ -90,7 +90,9 @@ def sm3_cmd(files: tuple[str, ...], as_json: bool) -> None:
 
 
 def _signer_id(value: str) -> bytes:
-    return value.encode("utf-8")
+    # the argument's own bytes: UTF-8 text as typed, and bytes that are not UTF-8 (which
+    # Python holds as surrogate escapes, and str.encode would crash on) passed through as-is
+    return os.fsencode(value)
 
 
 @click.command()

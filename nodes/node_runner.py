@@ -1,0 +1,101 @@
+"""``certledger node run``: one department node of a cluster, with its API.
+
+node.toml (see docs/cluster.md)::
+
+    [node]
+    id = "gd-node-1"
+    home = "/var/lib/certledger/gd-node-1"     # keys/ and the default SQLite ledger
+
+    [ledger]
+    database = "sqlite:////var/lib/certledger/gd-node-1/ledger.db"   # optional
+    genesis = "genesis.json"                   # the GENESIS record every node shares
+
+    [cluster]
+    etcd = ["http://127.0.0.1:2379", "http://127.0.0.1:22379", "http://127.0.0.1:32379"]
+    peers = ["http://127.0.0.1:8602", "http://127.0.0.1:8603"]   # other nodes' APIs, for catch-up
+    max_batch = 500
+
+    [api]
+    host = "127.0.0.1"
+    port = 8601
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI
+
+from ledger.identity import NodeKeys
+from ledger.records import SignedRecord
+from ledger.service import Ledger
+from nodes.cluster import ClusterNode, ClusterSettings
+from signing.errors import InvalidInputError
+from verify_api.app import ApiSettings, create_app
+
+
+@dataclass(frozen=True)
+class NodeRunConfig:
+    node_id: str
+    home: Path
+    database: str
+    genesis_path: Path
+    cluster: ClusterSettings
+    api_host: str
+    api_port: int
+
+    @classmethod
+    def load(cls, path: Path) -> NodeRunConfig:
+        try:
+            data: dict[str, Any] = tomllib.loads(path.read_text("utf-8"))
+        except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise InvalidInputError(f"{path}: {exc}", reason="config.invalid") from None
+        try:
+            base = path.parent
+            home = base / data["node"]["home"]
+            cluster = data["cluster"]
+            return cls(
+                node_id=str(data["node"]["id"]),
+                home=home,
+                database=str(data.get("ledger", {}).get("database") or f"sqlite:///{(home / 'ledger.db').resolve()}"),
+                genesis_path=base / data["ledger"]["genesis"],
+                cluster=ClusterSettings(
+                    etcd_endpoints=[str(e) for e in cluster["etcd"]],
+                    peers=[str(p) for p in cluster.get("peers", [])],
+                    max_batch=int(cluster.get("max_batch", 500)),
+                    wait_final=bool(cluster.get("wait_final", True)),
+                ),
+                api_host=str(data.get("api", {}).get("host", "127.0.0.1")),
+                api_port=int(data.get("api", {}).get("port", 8601)),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise InvalidInputError(f"{path}: missing or invalid setting {exc}", reason="config.invalid") from None
+
+
+def build_node(cfg: NodeRunConfig, passphrase: bytes) -> tuple[FastAPI, ClusterNode]:
+    keys = NodeKeys.load(cfg.home / "keys", passphrase)
+    if keys.node_id != cfg.node_id:
+        raise InvalidInputError(
+            f"keys in {cfg.home} belong to node {keys.node_id}, not {cfg.node_id}", reason="config.invalid"
+        )
+    genesis = SignedRecord.from_bytes(cfg.genesis_path.read_bytes().removesuffix(b"\n"))
+    ledger = Ledger.open(cfg.database, keys.identity())
+    node = ClusterNode(ledger, cfg.cluster, genesis=genesis)
+
+    def cluster_routes(app: FastAPI) -> None:
+        @app.get("/v1/cluster/status", tags=["cluster"])
+        def cluster_status() -> dict[str, Any]:
+            """This node's view: height, lag behind etcd, leader, last final checkpoint, alarms."""
+            return node.status()
+
+        @app.get("/v1/cluster/evidence", tags=["cluster"])
+        def cluster_evidence() -> dict[str, Any]:
+            """Signed statements this node holds as evidence of misbehaviour (forks, invalid blocks)."""
+            with ledger.store.read() as conn:
+                return {"evidence": ledger.store.evidence(conn)}
+
+    app = create_app(ledger, sequencer=node, settings=ApiSettings(node_id=cfg.node_id, extra_routes=[cluster_routes]))
+    return app, node
