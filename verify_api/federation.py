@@ -31,8 +31,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ledger.anchors import TrustAnchors
 from signing.errors import InvalidInputError, TransportError, VerificationError
-from verify_api.anchors import TrustAnchors
 from verify_api.client import CheckpointMemory, LedgerClient
 
 #: GB/T 36904: 1.2.156.3005.2.{type}.{issuer credit code}.{serial}.{version}.{check}
