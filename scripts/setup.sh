@@ -25,7 +25,7 @@ apt_install() {
 }
 
 RUNTIME_PKGS=(python3 python3-venv openssl libssl3 fonts-wqy-zenhei)
-TEST_PKGS=(nodejs npm postgresql etcd-server poppler-utils chromium)
+TEST_PKGS=(nodejs npm postgresql etcd-server etcd-client poppler-utils zbar-tools chromium fonts-arphic-uming)
 apt_install "${RUNTIME_PKGS[@]}"
 ((WANT_TEST)) && apt_install "${TEST_PKGS[@]}"
 
@@ -43,7 +43,8 @@ if [[ ! -f "$STAMP$EXTRA" || pyproject.toml -nt "$STAMP$EXTRA" ]]; then
 fi
 
 if ((WANT_TEST)); then
-  if [[ ! -d tests/js/node_modules/sm-crypto ]]; then
+  if [[ ! -d tests/js/node_modules/sm-crypto || ! -d tests/js/node_modules/ofd.js || ! -d tests/js/node_modules/jsdom \
+        || tests/js/package.json -nt tests/js/node_modules ]]; then
     (cd tests/js && npm install --silent --no-audit --no-fund)
   fi
 fi
