@@ -28,7 +28,7 @@ from ledger.blocks import GENESIS_PREV_HASH, Block, BlockHeader, check_link, sig
 from ledger.merkle.compact import CompactRange
 from ledger.merkle.hashing import TreeHasher
 from ledger.merkle.proofs import consistency_proof, inclusion_proof, root_at
-from ledger.records import GOVERNANCE_TYPES, RecordType, SignedRecord, now_utc
+from ledger.records import GOVERNANCE_TYPES, RecordType, SignedRecord, encode_public_key, now_utc
 from ledger.state import GOVERNANCE_SIGNER, Agency, LicenceState, Node, OverlayState, StateChange, node_from_payload
 from ledger.store.sql import EntryRow, SqlStateView, SqlStore
 from ledger.validation import validate
@@ -77,6 +77,13 @@ class BatchResult:
         """For single-record callers: re-raise the rejection, if any."""
         if self.rejected:
             raise self.rejected[0].error
+
+
+class NotFinalError(StorageError):
+    """The data asked for exists here but is not yet covered by a final checkpoint."""
+
+    reason = "ledger.not_final"
+    retry_after = 1
 
 
 @dataclass
@@ -296,6 +303,55 @@ class Ledger:
                 return None
             nodes = [n for n in self.store.all_nodes(conn) if n.removed_at is None]
         return policy.origin, nodes, policy.quorum_threshold
+
+    def status_document(self, licence_id: str) -> dict[str, Any]:
+        """Everything a verifier needs about a licence, at the latest final checkpoint.
+
+        The status, the latest record with its inclusion proof, the governance
+        record that admitted the signing key with its own inclusion proof, and
+        the checkpoint. Served by ``GET /v1/licences/{id}``, embedded in issued
+        files as their proof bundle, and checked by ``ledger.proofcheck``.
+        """
+        lic = self.licence(licence_id)
+        if lic is None:
+            raise InvalidInputError(f"licence {licence_id} is not on this ledger", reason="state.unknown_licence")
+        size, note = self.latest_checkpoint()
+        if lic.latest_index >= size:
+            # applied here, but its checkpoint is not yet quorum-cosigned
+            raise NotFinalError("the licence's latest record is not final yet; retry shortly")
+        latest = self.entry(lic.latest_index)
+        found = self.key_admission(latest.record.key_id)
+        agency = self.agency(latest.record.agency)
+        key = agency.key(latest.record.key_id) if agency else None
+        if found is None or key is None:
+            raise InvalidInputError("the record's key has no admission record", reason="agency.key_unknown")
+        admission_index, admission = found
+        state = lic.to_json()
+        return {
+            "origin": latest.record.origin,
+            "licence_id": lic.licence_id,
+            "status": state["status"],
+            "version": lic.version,
+            "issuer": lic.issuer,
+            "type_code": lic.type_code,
+            "region": lic.region,
+            "files": dict(lic.files),
+            "metadata": dict(lic.metadata),
+            "issued_at": state["issued_at"],
+            "updated_at": state["updated_at"],
+            "revocation_reason": lic.revocation_reason,
+            "superseded_files": list(lic.superseded_files),
+            "latest_record": latest.to_json(),
+            "inclusion_proof": self.inclusion_proof(lic.latest_index, size).to_json(),
+            "signing_key": {
+                "agency_id": latest.record.agency,
+                "key_id": key.key_id,
+                "public_key": encode_public_key(key.public_key),
+                "record": admission.to_json(),
+                "inclusion_proof": self.inclusion_proof(admission_index, size).to_json(),
+            },
+            "checkpoint": note,
+        }
 
     def block(self, height: int) -> Block | None:
         with self.store.read() as conn:

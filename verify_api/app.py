@@ -22,7 +22,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ledger.checkpoint import open_checkpoint, verify_quorum
 from ledger.identity import checkpoint_verifiers, note_key_name
-from ledger.records import MAX_ENTRY_BYTES, SignedRecord, encode_public_key
+from ledger.records import MAX_ENTRY_BYTES, SignedRecord
 from ledger.sequencer import OverloadedError, Sequencer
 from ledger.service import InclusionProof, Ledger
 from signing.errors import CertLedgerError, InvalidInputError
@@ -205,34 +205,7 @@ def create_app(
     )
     def licence_status(licence_id: str) -> models.LicenceResponse:
         """Current status, latest record with its inclusion proof, the signing key's admission, checkpoint."""
-        lic = ledger.licence(licence_id)
-        if lic is None:
-            raise InvalidInputError(f"licence {licence_id} is not on this ledger", reason="state.unknown_licence")
-        size, note = ledger.latest_checkpoint()
-        if lic.latest_index >= size:
-            # the newest record is applied here but its checkpoint is not yet quorum-cosigned
-            raise OverloadedError("the licence's latest record is not final yet; retry shortly")
-        latest = ledger.entry(lic.latest_index)
-        proof = ledger.inclusion_proof(lic.latest_index, size)
-        return models.LicenceResponse(
-            origin=ledger.origin,
-            licence_id=lic.licence_id,
-            status=str(lic.status),
-            version=lic.version,
-            issuer=lic.issuer,
-            type_code=lic.type_code,
-            region=lic.region,
-            files=dict(lic.files),
-            metadata=dict(lic.metadata),
-            issued_at=lic.to_json()["issued_at"],
-            updated_at=lic.to_json()["updated_at"],
-            revocation_reason=lic.revocation_reason,
-            superseded_files=list(lic.superseded_files),
-            latest_record=latest.to_json(),
-            inclusion_proof=_proof_model(proof),
-            signing_key=_key_admission(ledger, latest, size),
-            checkpoint=note,
-        )
+        return models.LicenceResponse(**ledger.status_document(licence_id))
 
     @app.get(
         "/v1/licences/{licence_id}/history",
@@ -426,21 +399,3 @@ def _problem_media_type(schema: dict[str, Any]) -> None:
                 content = response.get("content")
                 if str(code)[:1] in ("4", "5") and content:
                     response["content"] = {problems.PROBLEM_JSON: next(iter(content.values()))}
-
-
-def _key_admission(ledger: Ledger, latest: SignedRecord, tree_size: int) -> models.KeyAdmission:
-    found = ledger.key_admission(latest.record.key_id)
-    if found is None:
-        raise InvalidInputError("the record's key has no admission record", reason="agency.key_unknown")
-    index, record = found
-    agency = ledger.agency(latest.record.agency)
-    key = agency.key(latest.record.key_id) if agency else None
-    if key is None:
-        raise InvalidInputError("the record's key is not in the registry", reason="agency.key_unknown")
-    return models.KeyAdmission(
-        agency_id=latest.record.agency,
-        key_id=key.key_id,
-        public_key=encode_public_key(key.public_key),
-        record=record.to_json(),
-        inclusion_proof=_proof_model(ledger.inclusion_proof(index, tree_size)),
-    )
