@@ -32,7 +32,7 @@ The steps, labelled again in the code:
 from __future__ import annotations
 
 import posixpath
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Final
@@ -119,8 +119,14 @@ def seal_document(
     signer_cert: Certificate,
     stamps: Sequence[StampPlacement] = (),
     signed_at: datetime | None = None,
+    unprotected: Callable[[str, bytes], bool] | None = None,
 ) -> bytes:
     """Render ``document`` (:func:`cert_formats.ofd.build_parts`) and seal it; returns the OFD file.
+
+    ``unprotected(path, data)`` names files the seal must leave out of its
+    References: only for content that is filled in after sealing and
+    authenticates itself (certledger's proof-bundle attachment, which carries
+    its own signatures and Merkle proofs). Verifiers exempt such files by name.
 
     ``signed_at`` defaults to now. Raises :class:`InvalidInputError` with reason
     ``seal.signer_mismatch`` (key/certificate/seal do not belong together),
@@ -130,8 +136,9 @@ def seal_document(
     """
     signatures_path = f"{DOC_DIR}/{ofdsig.SIGNS_DIR}/{ofdsig.SIGNATURES_FILE}"
     parts = build_parts(document, signatures_loc=signatures_path)
+    left_out = frozenset(p for p, data in parts.items() if unprotected is not None and unprotected(p, data))
     return _seal_parts(parts, DOCUMENT_XML, signatures_path, ofdsig.SignatureList(0, ()),
-                       seal, signer_key, signer_cert, stamps, signed_at)
+                       seal, signer_key, signer_cert, stamps, signed_at, left_out)
 
 
 def seal_ofd(
@@ -222,6 +229,7 @@ def _seal_parts(
     signer_cert: Certificate,
     stamps: Sequence[StampPlacement],
     signed_at: datetime | None,
+    left_out: frozenset[str] = frozenset(),
 ) -> bytes:
     if signed_at is not None and (signed_at.tzinfo is None or signed_at.utcoffset() is None):
         raise InvalidInputError("signed_at must be timezone-aware", reason="seal.time")
@@ -257,7 +265,7 @@ def _seal_parts(
     signature_list = ofdsig.write_signature_list(ofdsig.SignatureList(max_sign_id=next_id, entries=entries))
 
     # 5. Signature.xml over every part but the signature list
-    protected = sorted(p for p in parts if p != signatures_path)
+    protected = sorted(p for p in parts if p != signatures_path and p not in left_out)
     if len(protected) > MAX_REFERENCES:
         raise InvalidInputError(f"more than {MAX_REFERENCES} files to protect", reason="seal.profile")
     references = tuple(ofdsig.Reference(path=p, check_value=sm3.sm3(parts[p])) for p in protected)

@@ -41,7 +41,7 @@ source (the ledger entry recording it) passes that time.
 from __future__ import annotations
 
 import hmac
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Final
@@ -379,9 +379,9 @@ def _verify_one(ctx: _Context, entry: ofdsig.SignatureListEntry) -> tuple[SealSi
 
 
 def _coverage(parts: dict[str, bytes], signatures_path: str, entries: Sequence[ofdsig.SignatureListEntry],
-              found: Sequence[_Found]) -> tuple[SealCheck, tuple[str, ...]]:
+              found: Sequence[_Found], allowed: Collection[str] = ()) -> tuple[SealCheck, tuple[str, ...]]:
     """Step 5."""
-    exempt = {signatures_path, *(e.path for e in entries)}
+    exempt = {signatures_path, *(e.path for e in entries), *allowed}
     covered: set[str] = set()
     for item in found:
         if item.signature_file is not None:
@@ -405,8 +405,13 @@ def inspect_ofd_seals(
     at: datetime | None = None,
     signer_role: Role | None = Role.AGENCY,
     limits: SealVerifyLimits | None = None,
+    exempt: Collection[str] = (),
 ) -> OFDSealVerification:
     """Check every seal of an OFD file; never returns a bool, never trusts the file.
+
+    ``exempt`` lists package paths allowed to be outside every seal (the
+    caller's own self-authenticating content, e.g. certledger's proof bundle);
+    any other unprotected file fails the coverage check.
 
     ``trust_anchors`` are the province root (or CA) certificates the signers'
     certificates must chain to; ``maker_trust_anchors`` those of the seal
@@ -482,7 +487,7 @@ def inspect_ofd_seals(
     # 5. coverage
     listed_check = SealCheck(CheckName.SIGNATURE_LIST, True, None,
                              f"{len(signature_list.entries)} seal(s) listed in {signatures_path}", signatures_path)
-    coverage, unprotected = _coverage(parts, signatures_path, signature_list.entries, found)
+    coverage, unprotected = _coverage(parts, signatures_path, signature_list.entries, found, exempt)
     return OFDSealVerification(signatures=tuple(results), checks=(listed_check, coverage),
                                unprotected_files=unprotected, verified_at=when)
 
