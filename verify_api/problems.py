@@ -45,8 +45,9 @@ STATUS_BY_FAMILY: list[tuple[type[CertLedgerError], int]] = [
 NOT_FOUND_REASONS = frozenset({"state.unknown_licence", "entry.unknown", "checkpoint.unknown", "block.unknown"})
 
 
-def status_for(exc: CertLedgerError) -> int:
-    if exc.reason in NOT_FOUND_REASONS:
+def status_for(exc: CertLedgerError, method: str = "GET") -> int:
+    # "not found" only describes a read; a submitted record about an unknown licence is invalid (422)
+    if exc.reason in NOT_FOUND_REASONS and method in ("GET", "HEAD"):
         return 404
     for family, status in STATUS_BY_FAMILY:
         if isinstance(exc, family):
@@ -60,9 +61,9 @@ def problem(status: int, title: str, detail: str, reason: str, **extra: Any) -> 
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
 
 
-async def certledger_error_handler(_request: Request, exc: Exception) -> JSONResponse:
+async def certledger_error_handler(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, CertLedgerError)
-    status = status_for(exc)
+    status = status_for(exc, request.method)
     extra: dict[str, Any] = {}
     retry_after = getattr(exc, "retry_after", None)
     if isinstance(retry_after, int):
