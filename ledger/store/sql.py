@@ -20,7 +20,7 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Connection, Engine, create_engine, delete, event, func, insert, select, tuple_
+from sqlalchemy import Connection, Engine, and_, create_engine, delete, event, func, insert, or_, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from ledger.blocks import Block, BlockHeader
@@ -105,13 +105,16 @@ class SqlStateView:
                 self._licences[i] = found.get(i)
         pairs = sorted(set(nonces))
         for pchunk in _chunks(pairs, 400):
+            # grouped by signer for the same reason as get_nodes_conn: a row-value IN list scans the table
+            by_signer: dict[str, list[str]] = {}
+            for signer, nonce in pchunk:
+                by_signer.setdefault(signer, []).append(nonce)
+            where = or_(
+                *(and_(t.st_nonces.c.signer == sg, t.st_nonces.c.nonce.in_(ns)) for sg, ns in by_signer.items())
+            )
             used = {
                 (str(r.signer), str(r.nonce))
-                for r in self.conn.execute(
-                    select(t.st_nonces.c.signer, t.st_nonces.c.nonce).where(
-                        tuple_(t.st_nonces.c.signer, t.st_nonces.c.nonce).in_(pchunk)
-                    )
-                )
+                for r in self.conn.execute(select(t.st_nonces.c.signer, t.st_nonces.c.nonce).where(where))
             }
             for pair in pchunk:
                 self._nonces[pair] = pair in used
@@ -245,9 +248,14 @@ class SqlStore:
     def get_nodes_conn(self, conn: Connection, keys: Sequence[NodeKey]) -> list[bytes]:
         if not keys:
             return []
+        # one (level = ? AND idx IN (...)) term per level: SQLite answers a row-value
+        # (level, idx) IN (...) list with a full table scan, i.e. O(tree size) per proof
+        by_level: dict[int, list[int]] = {}
+        for level, idx in keys:
+            by_level.setdefault(level, []).append(idx)
         rows = conn.execute(
             select(t.tree_nodes.c.level, t.tree_nodes.c.idx, t.tree_nodes.c.hash).where(
-                tuple_(t.tree_nodes.c.level, t.tree_nodes.c.idx).in_(list(keys))
+                or_(*(and_(t.tree_nodes.c.level == lv, t.tree_nodes.c.idx.in_(ix)) for lv, ix in by_level.items()))
             )
         ).all()
         found = {(int(r.level), int(r.idx)): bytes(r.hash) for r in rows}
@@ -457,7 +465,7 @@ class SqlStore:
                         "licence_id": lic.licence_id,
                         "status": str(lic.status),
                         "issuer": lic.issuer,
-                        "data": json.dumps(lic.to_json(), ensure_ascii=False),
+                        "data": _state_json(lic.to_json()),
                     }
                     for lic in final.values()
                 ],
@@ -472,7 +480,7 @@ class SqlStore:
         agencies = [*change.genesis_agencies, *([change.agency] if change.agency else [])]
         for ag in agencies:
             conn.execute(delete(t.st_agencies).where(t.st_agencies.c.agency_id == ag.id))
-            conn.execute(insert(t.st_agencies).values(agency_id=ag.id, data=json.dumps(ag.to_json())))
+            conn.execute(insert(t.st_agencies).values(agency_id=ag.id, data=_state_json(ag.to_json())))
             for key in ag.keys:
                 conn.execute(delete(t.st_agency_keys).where(t.st_agency_keys.c.key_id == key.key_id))
                 conn.execute(insert(t.st_agency_keys).values(key_id=key.key_id, agency_id=ag.id))
@@ -480,7 +488,7 @@ class SqlStore:
                 self._agencies.pop(ag.id, None)
         for node in (*change.genesis_nodes, *([change.node] if change.node else [])):
             conn.execute(delete(t.st_nodes).where(t.st_nodes.c.node_id == node.id))
-            conn.execute(insert(t.st_nodes).values(node_id=node.id, data=json.dumps(node.to_json())))
+            conn.execute(insert(t.st_nodes).values(node_id=node.id, data=_state_json(node.to_json())))
         if change.licence is not None:
             lic = change.licence
             conn.execute(delete(t.st_licences).where(t.st_licences.c.licence_id == lic.licence_id))
@@ -489,7 +497,7 @@ class SqlStore:
                     licence_id=lic.licence_id,
                     status=str(lic.status),
                     issuer=lic.issuer,
-                    data=json.dumps(lic.to_json(), ensure_ascii=False),
+                    data=_state_json(lic.to_json()),
                 )
             )
 
@@ -497,6 +505,16 @@ class SqlStore:
         for name in t.DERIVED:
             conn.execute(delete(t.metadata.tables[name]))
         self.invalidate_caches()
+
+
+def _state_json(obj: dict[str, Any]) -> str:
+    """The stored text of a derived row: a function of the entries alone.
+
+    Keys are sorted because dict order depends on the path a record took (a payload
+    built in code keeps its insertion order, a parsed one is in canonical order), and
+    ``rebuild`` must reproduce the derived tables exactly.
+    """
+    return json.dumps(obj, ensure_ascii=False, sort_keys=True)
 
 
 def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
