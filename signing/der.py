@@ -63,8 +63,9 @@ def bit_string(b: bytes) -> bytes:
 
 def oid(dotted: str) -> bytes:
     arcs = [int(a) for a in dotted.split(".")]
-    body = bytearray([40 * arcs[0] + arcs[1]])
-    for arc in arcs[2:]:
+    body = bytearray()
+    # the first two arcs share one subidentifier, base-128 like the rest (2.999 needs two bytes)
+    for arc in [40 * arcs[0] + arcs[1], *arcs[2:]]:
         chunk = [arc & 0x7F]
         rest = arc >> 7
         while rest:

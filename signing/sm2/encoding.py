@@ -211,6 +211,8 @@ def decrypt_pkcs8(data: bytes, passphrase: bytes) -> bytes:
     if len(params) != 2 or len(kdf) != 2 or der.read_oid(kdf[0], what=what) != OID_PBKDF2:
         raise InvalidInputError(f"{what}: only PBKDF2 key derivation is supported", reason="key.unsupported")
     kdf_params = der.children(kdf[1], what=what)
+    if len(kdf_params) < 2:  # salt and iteration count are mandatory (RFC 8018 A.2)
+        raise InvalidInputError(f"{what}: malformed PBKDF2 parameters", reason="key.malformed")
     salt = der.expect(kdf_params[0], der.TAG_OCTET_STRING, what=what)
     iterations = der.read_integer(kdf_params[1], what=what, max_bytes=8)
     if not 1 <= iterations <= MAX_PBKDF2_ITERATIONS:
@@ -218,7 +220,10 @@ def decrypt_pkcs8(data: bytes, passphrase: bytes) -> bytes:
     prf = OID_HMAC_SHA1
     for extra in kdf_params[2:]:
         if extra.tag == der.TAG_SEQUENCE:
-            prf = der.read_oid(der.children(extra, what=what)[0], what=what)
+            prf_alg = der.children(extra, what=what)
+            if not prf_alg:
+                raise InvalidInputError(f"{what}: empty PBKDF2 PRF", reason="key.malformed")
+            prf = der.read_oid(prf_alg[0], what=what)
         elif extra.tag == der.TAG_INTEGER and der.read_integer(extra, what=what) != 32:
             raise InvalidInputError(f"{what}: unsupported key length", reason="key.unsupported")
     if prf not in (OID_HMAC_SHA256, OID_HMAC_SHA1):
@@ -246,9 +251,10 @@ def decrypt_pkcs8(data: bytes, passphrase: bytes) -> bytes:
 
 # -- PEM ----------------------------------------------------------------------------------
 
-_PEM_RE = re.compile(
-    rb"-----BEGIN ([A-Z0-9 ]+)-----\s*([A-Za-z0-9+/=\s]+?)\s*-----END \1-----", re.DOTALL
-)
+# One lazy group and no \s* around it: surrounding \s* overlapping the class's \s made the
+# match cubic in a run of whitespace (a BEGIN line + 8000 spaces took minutes). The body's
+# whitespace is stripped after matching instead.
+_PEM_RE = re.compile(rb"-----BEGIN ([A-Z0-9 ]+)-----([A-Za-z0-9+/=\s]*?)-----END \1-----")
 
 
 def pem_encode(label: str, data: bytes) -> bytes:

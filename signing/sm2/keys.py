@@ -24,6 +24,8 @@ PEM_PUBLIC: Final = "PUBLIC KEY"
 PEM_PRIVATE: Final = "PRIVATE KEY"
 PEM_ENCRYPTED: Final = "ENCRYPTED PRIVATE KEY"
 PEM_EC_PRIVATE: Final = "EC PRIVATE KEY"
+#: OpenSSL 3 labels SEC1 SM2 keys this way (`openssl ec -in sm2.pem`)
+PEM_SM2_PRIVATE: Final = "SM2 PRIVATE KEY"
 
 
 @dataclass(frozen=True, eq=False)
@@ -189,7 +191,7 @@ class SM2PrivateKey:
             return cls.from_der(encoding.decrypt_pkcs8(body, passphrase))
         if label == PEM_PRIVATE:
             return cls.from_der(body)
-        if label == PEM_EC_PRIVATE:
+        if label in (PEM_EC_PRIVATE, PEM_SM2_PRIVATE):
             d, point = encoding.parse_ec_private_key(body, "SM2 private key (SEC1)")
             return cls(d, SM2PublicKey(*point) if point else None)
         raise InvalidInputError(f"expected a PRIVATE KEY PEM block, found {label}", reason="key.malformed")
