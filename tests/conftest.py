@@ -9,9 +9,6 @@ you knowingly lack a tool.
 
 from __future__ import annotations
 
-# the session PostgreSQL server (tests/pg.py) is shared by every module that asks for it
-pytest_plugins = ["tests.pg"]
-
 import json
 import os
 import re
@@ -26,6 +23,9 @@ from typing import Any, NamedTuple, NoReturn
 import pytest
 
 from signing.sm2 import SM2PrivateKey
+
+# the session PostgreSQL server (tests/pg.py) is shared by every module that asks for it
+pytest_plugins = ["tests.pg"]
 
 TESTS_DIR = Path(__file__).resolve().parent
 REPO_ROOT = TESTS_DIR.parent

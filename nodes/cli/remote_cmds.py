@@ -7,8 +7,8 @@ from typing import Any
 
 import click
 
+from ledger.anchors import TrustAnchors
 from nodes.cli._common import emit, handle_errors, json_option
-from verify_api.anchors import TrustAnchors
 from verify_api.client import CheckpointMemory, LedgerClient
 
 _STATE = Path.home() / ".certledger-client" / "checkpoints.json"

@@ -27,11 +27,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from ledger.audit import audit  # noqa: E402
-from ledger.identity import NodeKeys  # noqa: E402
-from ledger.records import Record, RecordType, SignedRecord, encode_public_key, new_nonce, now_utc, sign_record  # noqa: E402
-from ledger.service import Ledger  # noqa: E402
-from signing.sm2 import SM2PrivateKey  # noqa: E402
+from ledger.audit import audit
+from ledger.identity import NodeKeys
+from ledger.records import Record, RecordType, SignedRecord, encode_public_key, new_nonce, now_utc, sign_record
+from ledger.service import Ledger
+from signing.sm2 import SM2PrivateKey
 
 ORIGIN = "bench.certledger.example/log"
 AGENCY = "91440300MA5BENCH01"
