@@ -38,6 +38,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "issue": ("nodes.cli.licence_cmds", "issue", "Render, sign, seal and record a licence (PDF + OFD)."),
     "verify": ("nodes.cli.licence_cmds", "verify", "Verify a licence file: valid/suspended/revoked/.../forged."),
     "seal": ("nodes.cli.licence_cmds", "seal", "Make GB/T 38540 electronic seals for agencies."),
+    "convert": ("nodes.cli.convert_cmd", "convert", "Convert a licence file between PDF and OFD (an unsealed copy)."),
     "serve": ("nodes.cli.serve_cmd", "serve", "Serve the /v1 verification API."),
     "remote": ("nodes.cli.remote_cmds", "remote", "Query another node and verify its proofs locally."),
     "demo": ("nodes.cli.demo_cmd", "demo", "Run the end-to-end demo on the embedded default."),
