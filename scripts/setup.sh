@@ -25,9 +25,15 @@ apt_install() {
 }
 
 RUNTIME_PKGS=(python3 python3-venv openssl libssl3 fonts-wqy-zenhei)
-TEST_PKGS=(nodejs npm postgresql etcd-server etcd-client poppler-utils libnss3-tools zbar-tools chromium fonts-arphic-uming)
+TEST_PKGS=(postgresql etcd-server etcd-client poppler-utils libnss3-tools zbar-tools chromium fonts-arphic-uming)
 apt_install "${RUNTIME_PKGS[@]}"
-((WANT_TEST)) && apt_install "${TEST_PKGS[@]}"
+if ((WANT_TEST)); then
+  apt_install "${TEST_PKGS[@]}"
+  # Node.js may come from elsewhere (e.g. NodeSource, npm bundled): only install Debian's when absent
+  if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+    apt_install nodejs npm
+  fi
+fi
 
 PY=${PYTHON:-python3}
 if [[ ! -x .venv/bin/python ]]; then
