@@ -28,12 +28,13 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import LargeBinary, cast, select
 
 from ledger import reasons
-from ledger.blocks import Block, check_link
+from ledger.blocks import Block, BlockHeader, check_link
 from ledger.checkpoint import open_checkpoint
 from ledger.identity import checkpoint_verifiers
 from ledger.merkle.compact import CompactRange
@@ -148,7 +149,8 @@ class _Replay:
 
         return list(self.pool.map(check, jobs))
 
-    def entries(self, rows: Sequence[EntryRow], block: Block) -> None:
+    def entries(self, rows: Sequence[EntryRow], block_time: datetime | None) -> None:
+        """Steps 1 and 2 for ``rows``; ``block_time`` is None when their block header is unreadable."""
         parsed: list[SignedRecord | None] = []
         for row in rows:
             where = f"entry {row.index}"
@@ -183,9 +185,10 @@ class _Replay:
                 continue
             # 2. re-validate against the replayed state at the block's time
             try:
-                change = validate(
-                    signed, self.state, index=row.index, now=block.header.time, signatures_verified=ok is True
-                )
+                # without a readable header the block time is unknown: that block is already a
+                # finding, so its records are replayed at their own time (no false time findings)
+                now = block_time if block_time is not None else signed.record.time
+                change = validate(signed, self.state, index=row.index, now=now, signatures_verified=ok is True)
             except CertLedgerError as exc:
                 self.report.add(exc.reason, where, f"record is not valid on replay: {exc}")
                 continue
@@ -197,13 +200,21 @@ class _Replay:
 
     # -- step 3 -----------------------------------------------------------------------------
 
-    def block(self, prev: Block | None, block: Block) -> None:
-        where = f"block {block.height}"
-        try:
-            check_link(prev, block.header)
-        except CertLedgerError as exc:
-            self.report.add(exc.reason, where, str(exc))
-        if block.height > 0:
+    def block(self, height: int, prev: Block | None, block: Block) -> None:
+        """Step 3 before the block's entries: header height, hash link, proposer signature.
+
+        ``height`` is the stored height (the row's key): findings name it, whatever a
+        tampered header claims. ``prev`` is None when the previous header was unreadable.
+        """
+        where = f"block {height}"
+        if block.header.height != height:
+            self.report.add(reasons.BLOCK_HEADER, where, f"header says height {block.header.height}")
+        if prev is not None or height == 0:
+            try:
+                check_link(prev, block.header)
+            except CertLedgerError as exc:
+                self.report.add(exc.reason, where, str(exc))
+        if height > 0:
             node = self.state.node(block.header.proposer)
             if node is None or (node.removed_at is not None and node.removed_at <= block.header.time):
                 self.report.add(
@@ -215,8 +226,8 @@ class _Replay:
                 except CertLedgerError as exc:
                     self.report.add(exc.reason, where, str(exc))
 
-    def block_end(self, block: Block) -> None:
-        where = f"block {block.height}"
+    def block_end(self, height: int, block: Block) -> None:
+        where = f"block {height}"
         if self.range.size != block.header.tree_size:
             self.report.add(
                 reasons.BLOCK_SIZE,
@@ -228,7 +239,7 @@ class _Replay:
         self.roots[self.range.size] = root
         if root != block.header.tree_root:
             self.report.add(reasons.BLOCK_ROOT, where, "header tree root differs from the root of its entries")
-        if block.height == 0:
+        if height == 0:
             # the genesis block is signed by the node the genesis names: verify now that it is known
             node = self.state.node(block.header.proposer)
             if node is None:
@@ -256,20 +267,51 @@ class _Replay:
         self.pending_nodes.clear()
 
 
-def _blocks_with_entries(store: SqlStore, conn: Any) -> Iterator[tuple[Block, list[EntryRow]]]:
+def _stored_blocks(conn: Any) -> Iterator[tuple[int, Block | CertLedgerError]]:
+    """Every stored block by its stored height, or the reason its header cannot be read."""
+    pos = 0
+    while True:
+        rows = conn.execute(
+            select(t.blocks.c.height, t.blocks.c.header, t.blocks.c.signature)
+            .where(t.blocks.c.height >= pos)
+            .order_by(t.blocks.c.height)
+            .limit(_CHUNK)
+        ).all()
+        if not rows:
+            return
+        for r in rows:
+            try:
+                yield int(r.height), Block(BlockHeader.from_bytes(bytes(r.header)), bytes(r.signature))
+            except CertLedgerError as exc:
+                yield int(r.height), exc
+        pos = int(rows[-1].height) + 1
+
+
+def _blocks_with_entries(
+    store: SqlStore, conn: Any
+) -> Iterator[tuple[int, Block | CertLedgerError, list[EntryRow]]]:
+    """Each stored block with its entries.
+
+    Entries are grouped by the block height stored with them, not by the header's
+    tree size: a tampered header must not move entries into another block; step 3
+    compares the header's size with the entries the block really holds.
+    """
     entries = store.iter_entries(conn, chunk=_CHUNK)
     pending: EntryRow | None = None
-    for block in store.iter_blocks(conn):
+    for height, block in _stored_blocks(conn):
         rows: list[EntryRow] = []
         if pending is not None:
+            if pending.block_height > height:
+                yield height, block, rows
+                continue
             rows.append(pending)
             pending = None
         for row in entries:
-            if row.index >= block.header.tree_size:
+            if row.block_height > height:
                 pending = row
                 break
             rows.append(row)
-        yield block, rows
+        yield height, block, rows
 
 
 def audit(store: SqlStore, *, progress: Callable[[int], None] | None = None, workers: int | None = None) -> AuditReport:
@@ -281,24 +323,27 @@ def audit(store: SqlStore, *, progress: Callable[[int], None] | None = None, wor
         with store.read() as conn:
             report.origin = store.meta_get(conn, "origin") or ""
             prev: Block | None = None
-            for block, rows in _blocks_with_entries(store, conn):
-                if block.height > 0:
-                    replay.block(prev, block)
-                if rows and rows[0].index != block.header.first_index:
+            for height, stored, rows in _blocks_with_entries(store, conn):
+                block: Block | None = None
+                if isinstance(stored, CertLedgerError):
+                    report.add(stored.reason, f"block {height}", f"block header cannot be read: {stored}")
+                else:
+                    block = stored
+                    if height > 0:
+                        replay.block(height, prev, block)
+                if block is not None and rows and rows[0].index != block.header.first_index:
                     report.add(
                         reasons.BLOCK_SIZE,
                         f"entry {rows[0].index}",
-                        f"block {block.height} should start at entry {block.header.first_index}",
+                        f"block {height} should start at entry {block.header.first_index}",
                     )
                 for start in range(0, len(rows), _CHUNK):
-                    replay.entries(rows[start : start + _CHUNK], block)
+                    replay.entries(rows[start : start + _CHUNK], block.header.time if block else None)
                     replay.compare_nodes(conn)
-                if block.height == 0:
-                    try:
-                        check_link(None, block.header)
-                    except CertLedgerError as exc:
-                        report.add(exc.reason, "block 0", str(exc))
-                replay.block_end(block)
+                if block is not None:
+                    if height == 0:
+                        replay.block(0, None, block)
+                    replay.block_end(height, block)
                 report.blocks += 1
                 prev = block
             size = store.tree_size(conn)
@@ -310,7 +355,7 @@ def audit(store: SqlStore, *, progress: Callable[[int], None] | None = None, wor
                 )
             report.tree_size = replay.range.size
             report.root = replay.range.root().hex()
-            _checkpoints(store, conn, replay, report)
+            _checkpoints(conn, replay, report)
             _derived(conn, replay, report)
             report.licences = {}
             for lic in replay.state.licences.values():
@@ -322,16 +367,31 @@ def audit(store: SqlStore, *, progress: Callable[[int], None] | None = None, wor
     return report
 
 
-def _checkpoints(store: SqlStore, conn: Any, replay: _Replay, report: AuditReport) -> None:
+def _stored_checkpoints(conn: Any) -> Iterator[tuple[int, bytes | str]]:
+    note = t.checkpoints.c.note
+    # SQLite decodes TEXT as UTF-8 in the driver, and one bad row would fail the whole read:
+    # read the raw bytes, so a note that is not UTF-8 is a finding at its checkpoint
+    column = cast(note, LargeBinary) if conn.dialect.name == "sqlite" else note
+    query = select(t.checkpoints.c.tree_size, column.label("note")).order_by(t.checkpoints.c.tree_size)
+    for row in conn.execute(query):
+        yield int(row.tree_size), row.note
+
+
+def _checkpoints(conn: Any, replay: _Replay, report: AuditReport) -> None:
     # 5. every stored checkpoint: signed by an admitted node, root = recomputed root
     verifiers = checkpoint_verifiers(report.origin, replay.state.nodes.values())
-    for size, note in store.iter_checkpoints(conn):
+    for size, note in _stored_checkpoints(conn):
         where = f"checkpoint {size}"
         try:
             opened = open_checkpoint(note, verifiers, origin=report.origin)
         except CertLedgerError as exc:
             report.add(reasons.CHECKPOINT_SIGNATURE, where, f"checkpoint does not verify: {exc}")
             continue
+        if opened.note.unverified:
+            # a node stores only notes it signed itself: a line no admitted node key verifies
+            # is not noise here but a changed (or foreign) signature
+            report.add(reasons.CHECKPOINT_SIGNATURE, where,
+                       f"note carries {len(opened.note.unverified)} signature(s) no admitted node key verifies")
         if opened.checkpoint.size != size:
             report.add(reasons.CHECKPOINT_ROOT, where, f"note says size {opened.checkpoint.size}")
         expected = replay.roots.get(opened.checkpoint.size)

@@ -88,7 +88,22 @@ class BlockHeader:
 
     @classmethod
     def from_bytes(cls, data: bytes) -> BlockHeader:
-        return cls.from_json(parse_canonical(data, max_bytes=4096, max_depth=4))
+        """Parse a stored header strictly: it must be exactly the bytes it re-encodes to."""
+        try:
+            obj = parse_canonical(data, max_bytes=4096, max_depth=4)
+        except InvalidInputError as exc:
+            raise InvalidInputError(f"block header is malformed: {exc}", reason=reasons.BLOCK_HEADER) from None
+        if not isinstance(obj, dict):
+            raise InvalidInputError("block header is not a JSON object", reason=reasons.BLOCK_HEADER)
+        try:
+            header = cls.from_json(obj)
+        except InvalidInputError as exc:  # e.g. a time field that is not RFC 3339 (record.malformed)
+            raise InvalidInputError(f"block header is malformed: {exc}", reason=reasons.BLOCK_HEADER) from None
+        # the hash and the signature cover the re-encoded bytes: a value that parses to the same
+        # field ("AB" for "ab" in a hex hash) must not leave the stored bytes changed yet verifying
+        if header.to_bytes() != data:
+            raise InvalidInputError("block header is not in its canonical form", reason=reasons.BLOCK_HEADER)
+        return header
 
     def hash(self) -> bytes:
         return sm3(self.to_bytes())

@@ -42,17 +42,23 @@ FORMAT_VERSION: Final = 1
 #: an entry (envelope) larger than this is refused: records hold digests and metadata, never files
 MAX_ENTRY_BYTES: Final = 64 * 1024
 MAX_METADATA_BYTES: Final = 16 * 1024
+#: nesting limit of a parsed entry; the metadata object sits 3 levels down (envelope,
+#: record, payload), so a record built in code can never be one its own bytes cannot parse as
+MAX_ENTRY_DEPTH: Final = 16
+MAX_METADATA_DEPTH: Final = MAX_ENTRY_DEPTH - 3
 MAX_SIGNATURES: Final = 16
 #: the GM/T 0009 ID used for every record signature (the standard's default)
 RECORD_SIGNER_ID: Final = DEFAULT_SIGNER_ID
 
-_ORIGIN_RE = re.compile(r"^[!-*,-~]{1,255}$")
-_TIME_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$")
-_HEX64_RE = re.compile(r"^[0-9a-f]{64}$")
-_NONCE_RE = re.compile(r"^[0-9a-f]{32}$")
-_ID_RE = re.compile(r"^[0-9A-Za-z][0-9A-Za-z._:\-]{0,127}$")
-_REGION_RE = re.compile(r"^\d{2}(\d{2}){0,2}$")
-_TYPE_CODE_RE = re.compile(r"^[0-9A-Za-z]{1,32}$")  # GB/T 36904 type codes are 21 characters
+# \Z, not $: "$" also matches before a final newline, so "L1\n" would pass as a licence ID
+# distinct from "L1"; re.ASCII: "\d" would otherwise accept any Unicode digit ("２０２６")
+_ORIGIN_RE = re.compile(r"^[!-*,-~]{1,255}\Z")
+_TIME_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z\Z", re.ASCII)
+_HEX64_RE = re.compile(r"^[0-9a-f]{64}\Z")
+_NONCE_RE = re.compile(r"^[0-9a-f]{32}\Z")
+_ID_RE = re.compile(r"^[0-9A-Za-z][0-9A-Za-z._:\-]{0,127}\Z")
+_REGION_RE = re.compile(r"^\d{2}(\d{2}){0,2}\Z", re.ASCII)
+_TYPE_CODE_RE = re.compile(r"^[0-9A-Za-z]{1,32}\Z")  # GB/T 36904 type codes are 21 characters
 _FILE_FORMATS: Final = frozenset({"ofd", "pdf"})
 
 
@@ -148,6 +154,15 @@ def _only(obj: Mapping[str, Any], allowed: set[str], what: str) -> None:
     extra = set(obj) - allowed
     if extra:
         raise _bad(f"{what}: unexpected field(s) {', '.join(sorted(extra))}")
+
+
+def _depth(value: object) -> int:
+    """Nesting depth of a JSON value (a scalar is 0); its input is bounded by canonical_bytes."""
+    if isinstance(value, dict):
+        return 1 + max((_depth(v) for v in value.values()), default=0)
+    if isinstance(value, list | tuple):
+        return 1 + max((_depth(v) for v in value), default=0)
+    return 0
 
 
 def _obj(value: object, what: str) -> Mapping[str, Any]:
@@ -286,11 +301,13 @@ def check_payload(rtype: RecordType, payload: Mapping[str, Any]) -> None:
         meta = _obj(payload.get("metadata", {}), "payload.metadata")
         if len(canonical_bytes(meta)) > MAX_METADATA_BYTES:
             raise _bad("payload.metadata is larger than 16 KiB", reasons.RECORD_TOO_LARGE)
+        if _depth(meta) > MAX_METADATA_DEPTH:
+            raise _bad(f"payload.metadata nests deeper than {MAX_METADATA_DEPTH} levels")
         _str(payload, "reason_text", max_len=1000, optional=True)
     elif rtype in (RecordType.SUSPEND, RecordType.REVOKE):
         _only(payload, lid | {"reason_code", "reason_text"}, f"{rtype} payload")
         _str(payload, "licence_id", pattern=_ID_RE, max_len=128)
-        _str(payload, "reason_code", pattern=re.compile(r"^[a-z][a-z0-9_.]{0,63}$"))
+        _str(payload, "reason_code", pattern=re.compile(r"^[a-z][a-z0-9_.]{0,63}\Z"))
         _str(payload, "reason_text", max_len=1000)
     elif rtype is RecordType.RESUME:
         _only(payload, lid | {"reason_text"}, "RESUME payload")
@@ -470,10 +487,16 @@ class SignedRecord:
         if len(data) > MAX_ENTRY_BYTES:
             raise _bad(f"record is {len(data)} bytes; the limit is {MAX_ENTRY_BYTES}", reasons.RECORD_TOO_LARGE)
         try:
-            obj = parse_canonical(data, max_bytes=MAX_ENTRY_BYTES, max_depth=16)
+            obj = parse_canonical(data, max_bytes=MAX_ENTRY_BYTES, max_depth=MAX_ENTRY_DEPTH)
         except InvalidInputError as exc:
             raise InvalidInputError(str(exc), reason=reasons.RECORD_NOT_CANONICAL) from None
-        return cls.from_json(obj)
+        signed = cls.from_json(obj)
+        # canonical JSON is not enough: a value the model normalises ("v": true read as 1,
+        # base64 with non-zero pad bits) would give one entry two byte forms and two hashes
+        if signed.entry_bytes() != data:
+            raise InvalidInputError("record does not re-encode to the same bytes (a field value is not in "
+                                    "its canonical form)", reason=reasons.RECORD_NOT_CANONICAL)
+        return signed
 
     def verify_signature_by(self, key: SM2PublicKey) -> None:
         """Verify the signature made with ``key`` (raises VerificationError)."""

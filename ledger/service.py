@@ -148,6 +148,9 @@ class Ledger:
             max_workers=workers or min(4, os.cpu_count() or 2), thread_name_prefix="sm2-verify"
         )
         self._range = self._load_range()
+        #: key_id -> its admission entry; entries never change once committed, so a found
+        #: admission stays right (and the lookup scans the governance entries: not per request)
+        self._admissions: dict[str, tuple[int, SignedRecord]] = {}
 
     @classmethod
     def open(cls, url: str, identity: NodeIdentity | None = None) -> Ledger:
@@ -276,6 +279,9 @@ class Ledger:
 
     def key_admission(self, key_id: str) -> tuple[int, SignedRecord] | None:
         """The governance entry that introduced agency key ``key_id`` (GENESIS, ADMIT or ROTATE)."""
+        cached = self._admissions.get(key_id)
+        if cached is not None:
+            return cached
         with self.store.read() as conn:
             for row in self.store.governance_entries(conn):
                 signed = SignedRecord.from_bytes(row.data)
@@ -288,6 +294,7 @@ class Ledger:
                 else:
                     keys = [p["new_key"]]
                 if any(k["key_id"] == key_id for k in keys):
+                    self._admissions[key_id] = (row.index, signed)
                     return row.index, signed
         return None
 

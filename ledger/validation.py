@@ -10,7 +10,8 @@ Steps, in order (each labelled in the code):
 2. Time: the record's time is within the policy window of ``now`` (the
    submission time, or the block time during replay).
 3. Signer: for licence records the agency is admitted, not removed, and the
-   key is one of its keys, valid at the record's time; for governance records
+   key is one of its keys, valid at the record's time and not retired by
+   ``now`` (a removal or retirement is never dodged by backdating); for governance records
    enough distinct authorities signed (genesis threshold).
 4. Signature(s) verify over the canonical record bytes (skipped only when the
    caller verified them already, e.g. in a parallel pre-pass).
@@ -169,7 +170,10 @@ def validate(
     agency = view.agency(record.agency)
     if agency is None:
         raise AuthorizationError(f"agency {record.agency} is not admitted", reason=reasons.AGENCY_UNKNOWN)
-    if agency.removed_at is not None and agency.removed_at <= record.time:
+    # removal and key retirement take effect when they are appended, whatever time a later
+    # record claims: otherwise a removed agency or a retired (compromised) key could keep
+    # signing, backdated, for as long as the clock-skew window
+    if agency.removed_at is not None:
         raise AuthorizationError(f"agency {record.agency} was removed", reason=reasons.AGENCY_REMOVED)
     key = agency.key(record.key_id)
     if key is None:
@@ -177,7 +181,7 @@ def validate(
             f"key {record.key_id[:16]}… is not a key of agency {record.agency}",
             reason=reasons.AGENCY_KEY_UNKNOWN,
         )
-    if not key.valid_at(record.time):
+    if not key.valid_at(record.time) or (key.not_after is not None and key.not_after <= now):
         raise AuthorizationError(
             f"key {record.key_id[:16]}… of agency {record.agency} is not valid at {record.time.isoformat()}",
             reason=reasons.AGENCY_KEY_NOT_VALID,

@@ -20,7 +20,7 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Connection, Engine, and_, create_engine, delete, event, func, insert, or_, select
+from sqlalchemy import Connection, Engine, create_engine, delete, event, func, insert, select, tuple_
 from sqlalchemy.exc import SQLAlchemyError
 
 from ledger.blocks import Block, BlockHeader
@@ -105,16 +105,9 @@ class SqlStateView:
                 self._licences[i] = found.get(i)
         pairs = sorted(set(nonces))
         for pchunk in _chunks(pairs, 400):
-            # grouped by signer for the same reason as get_nodes_conn: a row-value IN list scans the table
-            by_signer: dict[str, list[str]] = {}
-            for signer, nonce in pchunk:
-                by_signer.setdefault(signer, []).append(nonce)
-            where = or_(
-                *(and_(t.st_nonces.c.signer == sg, t.st_nonces.c.nonce.in_(ns)) for sg, ns in by_signer.items())
-            )
             used = {
                 (str(r.signer), str(r.nonce))
-                for r in self.conn.execute(select(t.st_nonces.c.signer, t.st_nonces.c.nonce).where(where))
+                for r in _select_pairs(self.conn, "st_nonces", ("signer", "nonce"), ("signer", "nonce"), pchunk)
             }
             for pair in pchunk:
                 self._nonces[pair] = pair in used
@@ -248,16 +241,9 @@ class SqlStore:
     def get_nodes_conn(self, conn: Connection, keys: Sequence[NodeKey]) -> list[bytes]:
         if not keys:
             return []
-        # one (level = ? AND idx IN (...)) term per level: SQLite answers a row-value
-        # (level, idx) IN (...) list with a full table scan, i.e. O(tree size) per proof
-        by_level: dict[int, list[int]] = {}
-        for level, idx in keys:
-            by_level.setdefault(level, []).append(idx)
-        rows = conn.execute(
-            select(t.tree_nodes.c.level, t.tree_nodes.c.idx, t.tree_nodes.c.hash).where(
-                or_(*(and_(t.tree_nodes.c.level == lv, t.tree_nodes.c.idx.in_(ix)) for lv, ix in by_level.items()))
-            )
-        ).all()
+        rows: list[Any] = []
+        for chunk in _chunks(list(dict.fromkeys(keys)), 400):
+            rows += _select_pairs(conn, "tree_nodes", ("level", "idx"), ("level", "idx", "hash"), chunk)
         found = {(int(r.level), int(r.idx)): bytes(r.hash) for r in rows}
         try:
             return [found[k] for k in keys]
@@ -515,6 +501,25 @@ def _state_json(obj: dict[str, Any]) -> str:
     ``rebuild`` must reproduce the derived tables exactly.
     """
     return json.dumps(obj, ensure_ascii=False, sort_keys=True)
+
+
+def _select_pairs(
+    conn: Connection, table: str, key: tuple[str, str], columns: tuple[str, ...], pairs: Sequence[tuple[Any, Any]]
+) -> list[Any]:
+    """Rows of ``table`` whose two-column primary ``key`` is one of ``pairs`` (at most a few hundred).
+
+    SQLite plans a row-value ``(a, b) IN ((?, ?), ...)`` list as a full table scan —
+    O(tree size) per proof, O(all nonces) per batch — so on SQLite the query is an OR
+    of primary-key equalities, which it answers with one index search per pair.
+    Table and column names come from this module, never from input.
+    """
+    tbl = t.metadata.tables[table]
+    if conn.dialect.name != "sqlite":
+        query = select(*(tbl.c[c] for c in columns)).where(tuple_(*(tbl.c[k] for k in key)).in_(pairs))
+        return list(conn.execute(query))
+    where = " OR ".join([f"({key[0]} = ? AND {key[1]} = ?)"] * len(pairs))
+    sql = f"SELECT {', '.join(columns)} FROM {table} WHERE {where}"  # noqa: S608 (placeholders only)
+    return list(conn.exec_driver_sql(sql, tuple(v for pair in pairs for v in pair)))
 
 
 def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
