@@ -24,6 +24,8 @@ from nodes.local import open_node
 from signing.errors import InvalidInputError
 from verify_api.app import ApiSettings, create_app
 from verify_api.federation import FederatedVerifier, FederationRegistry
+from verify_api.verify_route import verify_routes
+from verify_api.web_routes import install_web_routes
 
 
 def _env_number(name: str, default: float) -> float:
@@ -54,6 +56,9 @@ def build_app(
 ) -> tuple[FastAPI, Callable[[], None]]:
     """The app for the node at ``cfg`` and a function that shuts it down cleanly."""
     settings = api_settings(cfg)
+    # file verification trusts the province roots in <home>/trust/ (as `certledger verify` does);
+    # the human verification page is served at / and /v/<identifier> (the licence QR code)
+    settings.extra_routes += [verify_routes(cfg.home / "trust"), install_web_routes]
     node = open_node(cfg, passphrase, write=not read_only)
     sequencer = None if read_only else GroupCommitSequencer(node.ledger)
     federation = None

@@ -25,7 +25,7 @@ apt_install() {
 }
 
 RUNTIME_PKGS=(python3 python3-venv openssl libssl3 fonts-wqy-zenhei)
-TEST_PKGS=(postgresql etcd-server etcd-client poppler-utils libnss3-tools zbar-tools chromium fonts-arphic-uming)
+TEST_PKGS=(postgresql etcd-server etcd-client poppler-utils libnss3-tools zbar-tools chromium fonts-arphic-uming fonts-noto-cjk)
 apt_install "${RUNTIME_PKGS[@]}"
 if ((WANT_TEST)); then
   apt_install "${TEST_PKGS[@]}"

@@ -38,13 +38,13 @@ MAX_INDEX = 2**63 - 1
 
 _PROBLEM_DESCRIPTIONS = {
     403: "the signer is not allowed to do this",
-    404: "not on this ledger",
+    404: "not on this ledger (a licence, entry, checkpoint or block)",
     409: "conflict (double issue, replayed nonce, revoked)",
     413: "request body too large",
     422: "invalid request or record (reason code in the problem)",
     429: "rate limited: retry after Retry-After seconds",
     502: "another province's node did not answer",
-    503: "overloaded: retry after Retry-After seconds",
+    503: "overloaded, or not final yet (ledger.not_final): retry after Retry-After seconds",
 }
 _RETRY_AFTER = {"Retry-After": {"description": "seconds to wait", "schema": {"type": "integer"}}}
 
@@ -61,7 +61,7 @@ def _problems(*codes: int) -> dict[int | str, dict[str, Any]]:
 
 
 #: public read endpoints: rate limited, and a bad query is a 422
-_READ_PROBLEMS = (422, 429)
+_READ_PROBLEMS = (422, 429, 503)
 
 
 @dataclass
@@ -380,7 +380,7 @@ def create_app(
         RateLimit,
         rate=cfg.rate_per_client,
         burst=cfg.burst_per_client,
-        prefixes=("/v1/licences", "/v1/entries", "/v1/proofs", "/v1/checkpoint", "/v1/verify"),
+        prefixes=("/v1/licences", "/v1/entries", "/v1/proofs", "/v1/checkpoint", "/v1/verify", "/v1/lookup"),
     )
     app.add_middleware(BodySizeLimit, default_limit=cfg.max_record_bytes, limits={"/v1/verify": cfg.max_upload_bytes})
     return app
