@@ -1,4 +1,4 @@
-"""``certledger demo``: the whole system on the embedded default, narrated."""
+"""``certledger demo``: the whole system on the embedded default, narrated, then served."""
 
 from __future__ import annotations
 
@@ -17,13 +17,31 @@ from nodes.cli._common import handle_errors
     show_default=True,
     help="Directory for the demo's keys, certificates, ledger and files.",
 )
+@click.option("--no-serve", is_flag=True, help="Exit after the demo instead of serving the verification page.")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address the page is served on.")
+@click.option("--port", default=8600, show_default=True, help="Port the page is served on.")
 @handle_errors
-def demo(workdir: Path) -> None:
-    """Run the demo: province CA and agency certificates, a ledger with a licence lifecycle, proofs, audit."""
+def demo(workdir: Path, no_serve: bool, host: str, port: int) -> None:
+    """Run the demo: PKI and seals, licence files, ledger lifecycle, file verdicts, proofs, audit.
+
+    It ends by serving the verification page and API over the demo ledger (Ctrl-C to stop);
+    upload a file from <workdir>/licences/ there. --no-serve skips this.
+    """
     from nodes.demo import run_demo
 
-    run_demo(workdir, click.echo)
+    _, cfg = run_demo(workdir, click.echo)
+    if no_serve:
+        return
+    import uvicorn
 
+    from nodes.server import build_app
 
-def register(group: click.Group) -> None:
-    group.add_command(demo)
+    passphrase = (workdir / "passphrase").read_bytes().strip()
+    cfg.api_host, cfg.api_port = host, port
+    app, close = build_app(cfg, passphrase)
+    click.echo(f"\nverification page: http://{host}:{port}/   (API: http://{host}:{port}/docs; Ctrl-C to stop)")
+    click.echo(f"try uploading {workdir}/licences/forged.ofd or a genuine licence from that folder")
+    try:
+        uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+    finally:
+        close()

@@ -50,7 +50,7 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[subprocess.
     """``certledger demo`` started in the background as soon as the module starts (it is slow)."""
     workdir = tmp_path_factory.mktemp("demo") / "run"
     script = Path(sys.executable).with_name("certledger")
-    proc = subprocess.Popen([str(script), "demo", "--workdir", str(workdir)], stdout=subprocess.PIPE,
+    proc = subprocess.Popen([str(script), "demo", "--no-serve", "--workdir", str(workdir)], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE)
     yield proc, workdir
     if proc.poll() is None:
