@@ -25,24 +25,35 @@ import contextlib
 import json
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 import structlog
+from sqlalchemy import select
 
 from ledger.blocks import Block, BlockHeader
-from ledger.checkpoint import open_checkpoint
+from ledger.checkpoint import Checkpoint, open_checkpoint
 from ledger.identity import checkpoint_verifiers, note_key_name
-from ledger.records import SignedRecord
+from ledger.records import GOVERNANCE_TYPES, SignedRecord
 from ledger.sequencer import Acknowledgement
-from ledger.service import Accepted, Ledger
-from nodes.etcd import Etcd, KeyValue, WatchCompacted, prefix_end
+from ledger.service import Accepted, BatchResult, Ledger
+from ledger.state import Node
+from ledger.store import schema
+from nodes.etcd import MAX_TXN_OPS, Etcd, KeyValue, WatchCompacted, prefix_end
 from signing.errors import CertLedgerError, ConflictError, InvalidInputError, TransportError, VerificationError
+from signing.note.model import Verifier
 
 _log = structlog.get_logger("certledger.cluster")
+#: blocks per etcd range when reading what etcd holds (a block can be ~1 MB)
+_RANGE_PAGE = 50
+#: recent blocks whose (size, root) are kept in memory for checking cosignatures
+_HEADS_KEPT = 256
+#: blocks fetched from a peer per round of catch-up
+_CATCHUP_CHUNK = 32
 
 
 @dataclass
@@ -50,8 +61,9 @@ class ClusterSettings:
     etcd_endpoints: list[str]
     peers: list[str] = field(default_factory=list)
     max_batch: int = 500
-    #: how long the leader waits for more submissions once one is pending
-    batch_wait: float = 0.01
+    #: how long the leader waits for more submissions once one is pending (0: propose at once; the
+    #: block pipeline batches by itself — submissions queue while the previous block is applied)
+    batch_wait: float = 0.0
     lease_ttl: int = 2
     #: blocks kept in etcd behind the last final one (catch-up beyond this uses peers)
     window: int = 2000
@@ -90,9 +102,32 @@ class ClusterNode:
         self._waiters_lock = threading.Lock()
         self._applied = threading.Condition()
         self._pending_cosigs: dict[int, list[tuple[str, str]]] = {}
+        #: guards _pending_cosigs together with "is block h applied?" so no cosignature is parked forever
+        self._pending_lock = threading.Lock()
+        #: one block is applied at a time, whether it came from the watch, the proposer or a peer
+        self._apply_lock = threading.RLock()
+        #: submissions waiting to be written to etcd (batched into one transaction)
+        self._outbox: dict[str, bytes] = {}
+        self._outbox_cv = threading.Condition()
+        #: set by the leader's watch on submit/ when something new is pending
+        self._submitted = threading.Event()
+        #: (kind, height/size, ...) of alarms already raised: a block retried forever is reported once
+        self._alarmed: set[tuple[Any, ...]] = set()
+        self._verifier_cache: dict[tuple[str, str, bytes, bytes], list[Verifier]] = {}
+        #: our signed checkpoints waiting to be published as cosig/<height>/<us> (one txn for all)
+        self._cosig_out: dict[int, str] = {}
+        self._cosig_out_cv = threading.Condition()
         #: applied records whose submitters wait for finality: hash -> (accepted, block, note)
         self._unfinal: dict[str, tuple[Accepted, Block, str]] = {}
         self._threads: list[threading.Thread] = []
+        self._height = self._stored_height()
+        #: (origin, admitted nodes, threshold), re-read after a block with a governance record
+        self._policy: tuple[str, list[Node], int] | None = None
+        #: tree size -> nodes whose matching cosignature we hold (finality is decided from this)
+        self._cosigners: dict[int, set[str]] = {}
+        self._cosigners_lock = threading.Lock()
+        #: height -> (tree size, root) of recently applied blocks: cosignatures are checked against these
+        self._heads: dict[int, tuple[int, bytes]] = {}
 
     # -- keys -----------------------------------------------------------------------------
 
@@ -106,12 +141,19 @@ class ClusterNode:
     # -- lifecycle ------------------------------------------------------------------------
 
     def start(self) -> None:
+        with contextlib.suppress(CertLedgerError):
+            self.final_size = self.ledger.latest_checkpoint()[0]  # what was final when we stopped
         for name, target in (
             ("applier", self._applier),
             ("cosigs", self._cosig_collector),
             ("elector", self._elector),
             ("proposer", self._proposer),
             ("janitor", self._janitor),
+            ("submitter", self._submitter),
+            ("publisher", self._publisher),
+            ("rejects", self._reject_watcher),
+            ("submissions", self._submit_watcher),
+            ("expirer", self._expirer),
         ):
             thread = threading.Thread(target=self._guard(name, target), name=f"cluster-{name}", daemon=True)
             thread.start()
@@ -119,8 +161,13 @@ class ClusterNode:
 
     def stop(self) -> None:
         self._stop.set()
+        self._submitted.set()
         with self._applied:
             self._applied.notify_all()
+        with self._outbox_cv:
+            self._outbox_cv.notify_all()
+        with self._cosig_out_cv:
+            self._cosig_out_cv.notify_all()
         for thread in self._threads:
             thread.join(timeout=5)
         if self.is_leader and self._lease:
@@ -141,6 +188,10 @@ class ClusterNode:
         return run
 
     def local_height(self) -> int:
+        """The height of our latest block (kept in memory: only this node writes its store)."""
+        return self._height
+
+    def _stored_height(self) -> int:
         with self.ledger.store.read() as conn:
             block = self.ledger.store.latest_block(conn)
         return -1 if block is None else block.height
@@ -150,9 +201,13 @@ class ClusterNode:
     def _elector(self) -> None:
         key = self._k("leader")
         while not self._stop.is_set():
+            # while another node leads, its lease (2 s) bounds how soon we could take over: poll slowly
+            interval = 0.2
             try:
                 current = self.etcd.get(key)
                 self.leader_id = current.value.decode() if current else ""
+                if current is not None:
+                    interval = 0.5
                 if current is None:
                     lease = self.etcd.grant(self.settings.lease_ttl)
                     created, _ = self.etcd.create(key, self.node_id.encode(), lease=lease)
@@ -165,7 +220,7 @@ class ClusterNode:
             except CertLedgerError as exc:
                 _log.info("election round failed", error=str(exc))
             self.is_leader = False
-            self._stop.wait(0.2)
+            self._stop.wait(interval)
 
     def _keep_leadership(self) -> None:
         interval = max(0.2, self.settings.lease_ttl / 4)
@@ -186,19 +241,41 @@ class ClusterNode:
             if not self.is_leader:
                 self._stop.wait(0.05)
                 continue
+            if self.local_height() < self.etcd_height:
+                # propose only on top of everything etcd holds: wait for the applier
+                with self._applied:
+                    self._applied.wait(0.05)
+                continue
+            self._submitted.clear()  # a submission arriving from now on wakes the wait below
             try:
                 proposed = self._propose_once()
             except CertLedgerError as exc:
                 _log.info("proposal round failed", error=str(exc))
                 proposed = False
+                self._stop.wait(0.1)
             if not proposed:
-                self._stop.wait(0.005)
+                # nothing pending: sleep until the submit/ watch sees one (the timeout is a safety net)
+                self._submitted.wait(0.5)
+
+    def _submit_watcher(self) -> None:
+        """While leader, wake the proposer on every new submission (instead of polling etcd)."""
+        while not self._stop.is_set():
+            if not self.is_leader:
+                self._stop.wait(0.05)
+                continue
+            revision = self.etcd.current_revision()
+            self._submitted.set()  # anything written before the watch starts is read by the next round
+            try:
+                for _rev, events in self.etcd.watch(
+                    self._k("submit/"), revision + 1, lambda: self._stop.is_set() or not self.is_leader
+                ):
+                    if any(ev.kind == "PUT" for ev in events):
+                        self._submitted.set()
+            except WatchCompacted:
+                continue
 
     def _propose_once(self) -> bool:
-        # propose only on top of everything etcd holds: the next height must be free
         local = self.local_height()
-        if local < self.etcd_height or self.etcd.get(self._k("block", self._height_key(local + 1))) is not None:
-            return False
         if local < 0:
             return self._propose([self.genesis], [])
         pending = self.etcd.prefix(self._k("submit/"), limit=self.settings.max_batch, sort_by_create=True)
@@ -209,79 +286,114 @@ class ClusterNode:
             pending = self.etcd.prefix(self._k("submit/"), limit=self.settings.max_batch, sort_by_create=True)
         records: list[SignedRecord] = []
         keys: list[bytes] = []
+        drop: list[bytes] = []
+        # a record already in the log (submitted again, or left behind by a leader that died between
+        # writing a block and deleting the submissions beyond the first 127) is not proposed again:
+        # its submitters are told where it is and get the acknowledgement (submission is idempotent)
+        committed = _committed(self.ledger, [_hash_of(kv.key) for kv in pending])
+        if committed:
+            self._reject([(h, _already_committed(h)) for h in committed])
         for kv in pending:
-            keys.append(kv.key)
+            if _hash_of(kv.key) in committed:
+                drop.append(kv.key)
+                continue
             try:
                 records.append(SignedRecord.from_bytes(kv.value))
             except CertLedgerError as exc:
-                self._reject(kv.key.rsplit(b"/", 1)[-1].decode(), exc)
+                self._reject([(_hash_of(kv.key), exc)])
+                drop.append(kv.key)
+                continue
+            keys.append(kv.key)  # keys[i] is the key of records[i]
+        if drop:
+            self.etcd.delete_many(drop)
+        if not records:
+            return bool(drop)
         return self._propose(records, keys)
 
     def _propose(self, records: list[SignedRecord], keys: list[bytes]) -> bool:
         proposal = self.ledger.propose(records)
-        for rejected in proposal.rejected:
-            self._reject(records[rejected.position].record.record_hash(), rejected.error)
+        self._reject(
+            [(records[r.position].record.record_hash(), r.error) for r in proposal.rejected if r.position < len(keys)]
+        )
         done_keys = [keys[r.position] for r in proposal.rejected if r.position < len(keys)]
         if proposal.block is not None:
+            height = proposal.block.height
             value = _encode_block(proposal.block, proposal.entries)
-            key = self._k("block", self._height_key(proposal.block.height))
-            created, existing = self.etcd.create(key, value)
+            key = self._k("block", self._height_key(height))
+            # every submission read this round is now handled (in the block or refused): their keys go
+            # in the same transaction as the block, so a leader dying in between leaves none behind
+            handled = list(dict.fromkeys(keys))
+            inline, done_keys = handled[: MAX_TXN_OPS - 1], handled[MAX_TXN_OPS - 1 :]
+            created, existing = self.etcd.create(key, value, also_delete=inline)
             if not created and (existing is None or existing.value != value):
-                # another leader wrote this height: we are stale; step down and resync
-                _log.warning("block height taken by another proposer", height=proposal.block.height)
-                self.is_leader = False
-                return False
-            done_keys += [k for k in keys if k not in done_keys]
+                # this height was taken (our view was stale, or a leader whose lease we have not yet
+                # seen expire wrote it): apply what etcd holds and propose again on top of it. If we
+                # lost the lease, the keep-alive notices and we step down there.
+                _log.warning("block height taken by another proposer", height=height)
+                if existing is None:
+                    return False
+                self._apply_kvs([existing])
+                return True  # propose again at once, on top of it
+            # apply our own block now rather than when the watch echoes it back (it is the same
+            # value etcd holds, and goes through the same apply_block checks)
+            self._apply_kvs([KeyValue(key, value, 0, 0, 0)])
         if done_keys:
             self.etcd.delete_many(done_keys)
-        return proposal.block is not None
+        return proposal.block is not None or bool(done_keys)
 
-    def _reject(self, record_hash: str, exc: CertLedgerError) -> None:
-        body = json.dumps({"reason": exc.reason, "message": str(exc), "family": type(exc).__name__}).encode()
+    def _reject(self, rejections: list[tuple[str, CertLedgerError]]) -> None:
+        """Tell the submitters why (a short-lived key per record, all under one lease)."""
+        if not rejections:
+            return
         lease = self.etcd.grant(60)
-        self.etcd.put(self._k("reject", record_hash), body, lease=lease)
+        for record_hash, exc in rejections:
+            body = json.dumps({"reason": exc.reason, "message": str(exc), "family": type(exc).__name__}).encode()
+            self.etcd.put(self._k("reject", record_hash), body, lease=lease)
 
     # -- applier (every node) -------------------------------------------------------------
 
     def _applier(self) -> None:
+        self._publish_own_cosig()
         while not self._stop.is_set():
-            start = self.local_height() + 1
-            existing = self.etcd.range(self._k("block", self._height_key(start)), prefix_end(self._k("block/")))
-            revision = self._apply_kvs(existing)
-            if existing and _height_of(existing[0].key) > start:
-                self._catch_up_from_peers(start, _height_of(existing[0].key))
-                continue
+            # what etcd holds from our next height on, a page at a time (blocks can be large)
+            revision = 0
+            while not self._stop.is_set():
+                page, revision = self.etcd.range_at(
+                    self._k("block", self._height_key(self.local_height() + 1)),
+                    prefix_end(self._k("block/")),
+                    limit=_RANGE_PAGE,
+                )
+                self._apply_kvs(page)  # a gap before the first block etcd still holds is fetched from peers
+                if len(page) < _RANGE_PAGE:
+                    break
             try:
+                # from just after the revision the last page reflects: no block can slip in between
                 for _rev, events in self.etcd.watch(self._k("block/"), revision + 1, self._stop.is_set):
                     self._apply_kvs([ev.kv for ev in events if ev.kind == "PUT"])
             except WatchCompacted:
                 continue
 
-    def _apply_kvs(self, kvs: list[KeyValue]) -> int:
-        revision = 0
+    def _apply_kvs(self, kvs: list[KeyValue]) -> None:
         for kv in sorted(kvs, key=lambda k: _height_of(k.key)):
-            revision = max(revision, kv.mod_revision)
             height = _height_of(kv.key)
             self.etcd_height = max(self.etcd_height, height)
-            local = self.local_height()
-            if height <= local:
-                self._check_same_block(height, kv.value)
-                continue
-            if height > local + 1:
-                # a gap: fetch the missing heights from etcd (or peers) first
-                missing = self.etcd.range(
-                    self._k("block", self._height_key(local + 1)), self._k("block", self._height_key(height))
-                )
-                if not missing or _height_of(missing[0].key) != local + 1:
-                    self._catch_up_from_peers(local + 1, height)
-                else:
-                    self._apply_kvs(missing)
-                if self.local_height() != height - 1:
+            with self._apply_lock:
+                local = self.local_height()
+                if height <= local:
+                    self._check_same_block(height, kv.value)
                     continue
-            self._apply_one(height, kv.value)
-        if not kvs:
-            revision = self.etcd.current_revision()
-        return revision
+                if height > local + 1:
+                    # a gap: fetch the missing heights from etcd, or from peers if etcd no longer has them
+                    missing = self.etcd.range(
+                        self._k("block", self._height_key(local + 1)), self._k("block", self._height_key(height))
+                    )
+                    if not missing or _height_of(missing[0].key) != local + 1:
+                        end = _height_of(missing[0].key) if missing else height
+                        self._catch_up_from_peers(local + 1, end)
+                    self._apply_kvs(missing)
+                    if self.local_height() != height - 1:
+                        continue
+                self._apply_one(height, kv.value)
 
     def _apply_one(self, height: int, value: bytes) -> None:
         try:
@@ -298,43 +410,104 @@ class ClusterNode:
                     "message": str(exc),
                     "block": base64.b64encode(value).decode(),
                 },
+                key=("invalid_block", height, value),
             )
             raise
+        self._applied_block(block, result, publish=True, governance=_has_governance(entries))
+
+    def _applied_block(self, block: Block, result: BatchResult, *, publish: bool, governance: bool) -> None:
+        """After a block is in our store: publish our checkpoint, answer submitters, take parked cosignatures."""
         note = result.checkpoint or ""
-        self.etcd.put(self._k("cosig", self._height_key(height), self.node_id), note.encode())
+        self._height = max(self._height, block.height)
+        self.etcd_height = max(self.etcd_height, block.height)
+        with self._pending_lock:
+            # apply_block checked that our tree has the header's size and root, and our checkpoint says so
+            self._heads[block.height] = (block.header.tree_size, block.header.tree_root)
+            for h in [h for h in self._heads if h < block.height - _HEADS_KEPT]:
+                del self._heads[h]
+        if governance:
+            self._policy = None  # nodes may have been admitted or removed
+        if publish:
+            with self._cosig_out_cv:
+                self._cosig_out[block.height] = note
+                self._cosig_out_cv.notify()
         with self._applied:
             self._applied.notify_all()
         self._resolve(result.accepted, block, note)
-        for signer, cosig in self._pending_cosigs.pop(height, []):
-            self._take_cosig(block.header.tree_size, signer, cosig)
+        with self._pending_lock:
+            parked = self._pending_cosigs.pop(block.height, [])
+            for h in [h for h in self._pending_cosigs if h < block.height]:
+                del self._pending_cosigs[h]  # cosignatures of heights we skipped over (caught up from peers)
+        for signer, cosig in parked:
+            self._take_cosig(block.header.tree_size, signer, cosig, own_root=block.header.tree_root)
+
+    def _publisher(self) -> None:
+        """Publish our checkpoints off the apply path: applying the next block need not wait for etcd."""
+        while not self._stop.is_set():
+            with self._cosig_out_cv:
+                while not self._cosig_out and not self._stop.is_set():
+                    self._cosig_out_cv.wait(0.5)
+                batch = sorted(self._cosig_out.items())
+                self._cosig_out.clear()
+            if not batch:
+                continue
+            try:
+                self.etcd.put_many(
+                    [(self._k("cosig", self._height_key(h), self.node_id), note.encode()) for h, note in batch]
+                )
+            except CertLedgerError as exc:
+                _log.info("cannot publish checkpoints yet", error=str(exc))
+                with self._cosig_out_cv:
+                    for h, note in batch:
+                        self._cosig_out.setdefault(h, note)
+                self._stop.wait(0.2)
+
+    def _publish_own_cosig(self) -> None:
+        """Announce our latest signed checkpoint again (a crash may have come between storing and publishing)."""
+        with self.ledger.store.read() as conn:
+            block = self.ledger.store.latest_block(conn)
+            own = self.ledger.store.checkpoint(conn, block.header.tree_size) if block is not None else None
+        if block is not None and own is not None:
+            self.etcd.put(self._k("cosig", self._height_key(block.height), self.node_id), own[1].encode())
 
     def _check_same_block(self, height: int, value: bytes) -> None:
-        block, _ = _decode_block(value)
+        block = _decode_header(value)  # the entries are covered by the header's root: no need to parse them
         local = self.ledger.block(height)
         if local is not None and local.hash() != block.hash():
-            self._alarm("fork", {"height": height, "local": local.to_json(), "etcd": block.to_json()})
+            self._alarm(
+                "fork",
+                {"height": height, "local": local.to_json(), "etcd": block.to_json()},
+                key=("fork", height, block.hash()),
+            )
 
     def _catch_up_from_peers(self, start: int, end: int) -> None:
-        """Fetch blocks [start, end) from peers' APIs; every block is re-validated by apply_block."""
+        """Fetch blocks [start, end) from peers' APIs; every block is re-validated by apply_block.
+
+        Block headers are fetched a chunk at a time in parallel and the chunk's
+        entries in pages of /v1/entries, so catching up costs a few round trips
+        per chunk rather than two per block.
+        """
+        _log.info("catching up from peers", start=start, end=end)
         for peer in self.settings.peers:
             try:
-                with httpx.Client(timeout=10) as http:
-                    for height in range(start, end):
-                        blk = http.get(f"{peer}/v1/blocks/{height}").json()
-                        header = BlockHeader.from_json(blk["header"])
-                        block = Block(header, base64.b64decode(blk["signature"]))
-                        rows = http.get(
-                            f"{peer}/v1/entries", params={"start": header.first_index, "end": header.tree_size}
-                        ).json()
-                        entries = [SignedRecord.from_json(e["entry"]) for e in rows["entries"]]
-                        if len(entries) != header.tree_size - header.first_index:
-                            raise TransportError("peer returned a partial block", reason="catchup.partial")
-                        result = self.ledger.apply_block(block, entries)
-                        self.etcd.put(
-                            self._k("cosig", self._height_key(height), self.node_id), (result.checkpoint or "").encode()
-                        )
+                with httpx.Client(timeout=10) as http, ThreadPoolExecutor(8) as pool:
+                    while self.local_height() + 1 < end and not self._stop.is_set():
+                        first = self.local_height() + 1
+                        heights = range(first, min(end, first + _CATCHUP_CHUNK))
+                        blocks = list(pool.map(_fetch_block, [http] * len(heights), [peer] * len(heights), heights))
+                        base = blocks[0].header.first_index
+                        entries = _fetch_entries(http, peer, base, blocks[-1].header.tree_size)
+                        for block in blocks:
+                            own = entries[block.header.first_index - base : block.header.tree_size - base]
+                            # the same checks as a block from etcd: link, proposer signature, every entry, root
+                            with self._apply_lock:
+                                result = self.ledger.apply_block(block, own)
+                                # cosignatures of old heights are of no use to anyone: publish only the newest
+                                self._applied_block(
+                                    block, result, publish=block.height == end - 1, governance=_has_governance(own)
+                                )
                 return
-            except (httpx.HTTPError, KeyError, ValueError, CertLedgerError) as exc:
+            except (httpx.HTTPError, KeyError, ValueError, TypeError, CertLedgerError) as exc:
                 _log.warning("catch-up from peer failed", peer=peer, error=str(exc))
         raise TransportError(
             f"cannot catch up blocks {start}..{end - 1}: no peer could serve them", reason="catchup.failed"
@@ -343,77 +516,121 @@ class ClusterNode:
     # -- cosignatures -----------------------------------------------------------------------
 
     def _cosig_collector(self) -> None:
-        revision = 0
-        for kv in self.etcd.prefix(self._k("cosig/")):
-            revision = max(revision, kv.mod_revision)
-            self._cosig_kv(kv)
-        try:
-            for _rev, events in self.etcd.watch(self._k("cosig/"), revision + 1, self._stop.is_set):
-                for ev in events:
-                    if ev.kind == "PUT":
-                        self._cosig_kv(ev.kv)
-        except WatchCompacted:
-            return
+        while not self._stop.is_set():
+            revision = self.etcd.current_revision()
+            for kv in self.etcd.prefix(self._k("cosig/")):
+                self._cosig_kv(kv)
+            try:
+                for _rev, events in self.etcd.watch(self._k("cosig/"), revision + 1, self._stop.is_set):
+                    for ev in events:
+                        if ev.kind == "PUT":
+                            self._cosig_kv(ev.kv)
+            except WatchCompacted:
+                continue  # history compacted while we were away: list what is there again
 
     def _cosig_kv(self, kv: KeyValue) -> None:
         parts = kv.key[len(self.prefix) :].decode().split("/")
         if len(parts) != 3 or parts[2] == self.node_id:
             return
         height, signer = int(parts[1]), parts[2]
-        block = self.ledger.block(height)
-        if block is None:
-            # the block is not applied here yet: hold the cosignature until it is
-            self._pending_cosigs.setdefault(height, []).append((signer, kv.value.decode()))
-            return
-        self._take_cosig(block.header.tree_size, signer, kv.value.decode())
+        with self._pending_lock:
+            # checked under the lock the applier takes to pick up parked cosignatures, so none is missed
+            head = self._heads.get(height)
+            if head is None:
+                block = self.ledger.block(height)
+                if block is None:
+                    # the block is not applied here yet: hold the cosignature until it is
+                    self._pending_cosigs.setdefault(height, []).append((signer, kv.value.decode()))
+                    return
+                head = None  # an older block: compare with our stored checkpoint
+                size = block.header.tree_size
+            else:
+                size = head[0]
+        self._take_cosig(size, signer, kv.value.decode(), own_root=head[1] if head else None)
 
-    def _take_cosig(self, tree_size: int, signer: str, note: str) -> None:
-        policy = self.ledger.quorum_policy()
+    def _verifiers(self, origin: str, node: Node) -> list[Verifier]:
+        # built once per node key: decoding the public keys costs about as much as a verification
+        key = (origin, node.id, node.sm2_public_key.to_bytes(), node.ed25519_public_key)
+        found = self._verifier_cache.get(key)
+        if found is None:
+            found = self._verifier_cache[key] = checkpoint_verifiers(origin, [node])
+        return found
+
+    def _quorum(self) -> tuple[str, list[Node], int] | None:
+        policy = self._policy
+        if policy is None:
+            policy = self._policy = self.ledger.quorum_policy()
+        return policy
+
+    def _take_cosig(self, tree_size: int, signer: str, note: str, *, own_root: bytes | None = None) -> None:
+        policy = self._quorum()
         if policy is None:
             return
-        origin, nodes, _ = policy
+        origin, nodes, threshold = policy
         node = next((n for n in nodes if n.id == signer), None)
         if node is None:
             return
         try:
-            opened = open_checkpoint(note, checkpoint_verifiers(origin, [node]), origin=origin)
+            opened = open_checkpoint(note, self._verifiers(origin, node), origin=origin)
         except CertLedgerError as exc:
-            self._alarm("bad_cosignature", {"signer": signer, "reason": exc.reason, "note": note})
+            self._alarm(
+                "bad_cosignature",
+                {"size": tree_size, "signer": signer, "reason": exc.reason, "note": note},
+                key=("bad_cosignature", signer, note),
+            )
             return
-        own = self.ledger.checkpoint_at(tree_size)
-        if own is None or opened.checkpoint.size != tree_size:
+        if opened.checkpoint.size != tree_size:
             return
-        try:
-            own_cp = open_checkpoint(own, checkpoint_verifiers(origin, nodes), origin=origin).checkpoint
-        except CertLedgerError as exc:
-            self._alarm("own_checkpoint_unreadable", {"size": tree_size, "reason": exc.reason})
-            return
-        if own_cp.root_hash != opened.checkpoint.root_hash:
+        if own_root is None:
+            with self.ledger.store.read() as conn:
+                own = self.ledger.store.checkpoint(conn, tree_size)
+            if own is None:
+                return
+            try:
+                # our own stored note: parsed, not re-verified (audit verifies what is stored)
+                own_root = _note_checkpoint(own[1]).root_hash
+            except CertLedgerError as exc:
+                self._alarm("own_checkpoint_unreadable", {"size": tree_size, "reason": exc.reason})
+                return
+        if own_root != opened.checkpoint.root_hash:
             # two signed checkpoints for the same origin and size that disagree: proof of a fork
-            self._alarm("checkpoint_fork", {"size": tree_size, "signer": signer, "theirs": note, "ours": own})
+            self._alarm(
+                "checkpoint_fork",
+                {"size": tree_size, "signer": signer, "theirs": note, "ours": self.ledger.checkpoint_at(tree_size)},
+                key=("checkpoint_fork", tree_size, signer, note),
+            )
             return
         name = note_key_name(origin, signer)
         lines = [sig.line().rstrip("\n") for sig in opened.note.signatures if sig.name == name]
         self.ledger.add_cosignatures(tree_size, name, lines)
-        size, _ = self.ledger.latest_checkpoint() if self._has_final() else (0, "")
-        if size > self.final_size:
-            self.final_size = size
+        with self._cosigners_lock:
+            signers = self._cosigners.setdefault(tree_size, set())
+            signers.add(signer)
+            # our own signature counts too; below the last final size nothing changes
+            reached = len(signers) + 1 >= threshold and tree_size > self.final_size
+            for size in [s for s in self._cosigners if s < self.final_size]:
+                del self._cosigners[size]
+        if not reached:
+            return
+        try:
+            final = self.ledger.latest_checkpoint()  # the store decides; it merges the signature lines
+        except CertLedgerError:
+            return  # no final checkpoint yet
+        if final[0] > self.final_size:
+            self.final_size = final[0]
             with self._applied:
                 self._applied.notify_all()
-            self._resolve_final()
-
-    def _has_final(self) -> bool:
-        try:
-            self.ledger.latest_checkpoint()
-        except CertLedgerError:
-            return False
-        return True
+            self._resolve_final(final)
 
     # -- janitor: compaction after finality --------------------------------------------------
 
     def _janitor(self) -> None:
+        # etcd keeps every revision until compacted: compact what is older than ~30 s (a watcher that
+        # fell further behind gets WatchCompacted and re-lists), or its database grows to the quota
+        revisions: deque[int] = deque(maxlen=6)
         while not self._stop.wait(5.0):
             if not self.is_leader or self.final_size == 0:
+                revisions.clear()
                 continue
             try:
                 final_height = self._final_height()
@@ -421,53 +638,119 @@ class ClusterNode:
                 if cutoff > 0:
                     self.etcd.delete(self._k("block/"), self._k("block", self._height_key(cutoff)))
                     self.etcd.delete(self._k("cosig/"), self._k("cosig", self._height_key(cutoff)))
+                if len(revisions) == revisions.maxlen:
+                    self.etcd.compact(revisions[0])
+                revisions.append(self.etcd.current_revision())
             except CertLedgerError as exc:
                 _log.info("compaction failed", error=str(exc))
 
     def _final_height(self) -> int:
         with self.ledger.store.read() as conn:
-            for block in self.ledger.store.iter_blocks(conn):
-                if block.header.tree_size == self.final_size:
-                    return block.height
-        return 0
+            height = self.ledger.store.block_for_index(conn, self.final_size - 1)
+        return height or 0
 
     # -- submissions ------------------------------------------------------------------------
 
     def submit(self, signed: SignedRecord) -> Future[Acknowledgement]:
-        """Hand a record to the cluster; the future resolves once it is in a (final) block."""
+        """Hand a record to the cluster; the future resolves once it is in a (final) block.
+
+        The record is queued for the submitter thread, which writes queued
+        records to ``submit/`` in one etcd transaction; rejections arrive
+        through a watch on ``reject/``; a record not final within
+        ``submit_timeout`` fails with ``cluster.not_final``.
+        """
         record_hash = signed.record.record_hash()
         fut: Future[Acknowledgement] = Future()
         with self._waiters_lock:
             self._waiters.setdefault(record_hash, []).append(_Waiter(fut, time.monotonic()))
-        threading.Thread(target=self._submit_worker, args=(signed, record_hash, fut), daemon=True).start()
+        if self._resolve_committed(record_hash):
+            return fut  # submitted before and already in our log: the same acknowledgement again
+        with self._outbox_cv:
+            self._outbox[record_hash] = signed.entry_bytes()
+            self._outbox_cv.notify()
         return fut
 
-    def _submit_worker(self, signed: SignedRecord, record_hash: str, fut: Future[Acknowledgement]) -> None:
-        try:
-            self.etcd.create(self._k("submit", record_hash), signed.entry_bytes())
-        except CertLedgerError as exc:
-            self._fail(
-                record_hash, TransportError(f"cannot reach the ordering service: {exc}", reason="cluster.unavailable")
-            )
-            return
-        deadline = time.monotonic() + self.settings.submit_timeout
-        while not fut.done() and time.monotonic() < deadline and not self._stop.is_set():
+    def _submitter(self) -> None:
+        while not self._stop.is_set():
+            with self._outbox_cv:
+                while not self._outbox and not self._stop.is_set():
+                    self._outbox_cv.wait(0.5)
+                batch = list(self._outbox.items())
+                self._outbox.clear()
+            if not batch:
+                continue
             try:
-                rejected = self.etcd.get(self._k("reject", record_hash))
-            except CertLedgerError:
-                rejected = None
-            if rejected is not None:
-                info = json.loads(rejected.value)
-                family = ConflictError if info.get("family") == "ConflictError" else InvalidInputError
-                self._fail(record_hash, family(info["message"], reason=info["reason"]))
+                # a plain put is as safe as create-only here: the key is the record's hash, the value its bytes
+                self.etcd.put_many([(self._k("submit", h), data) for h, data in batch])
+            except CertLedgerError as exc:
+                for record_hash, _ in batch:
+                    self._fail(
+                        record_hash,
+                        TransportError(f"cannot reach the ordering service: {exc}", reason="cluster.unavailable"),
+                    )
+
+    def _reject_watcher(self) -> None:
+        while not self._stop.is_set():
+            revision = self.etcd.current_revision()
+            try:
+                for _rev, events in self.etcd.watch(self._k("reject/"), revision + 1, self._stop.is_set):
+                    for ev in events:
+                        if ev.kind == "PUT":
+                            self._rejected(_hash_of(ev.kv.key), ev.kv.value)
+            except WatchCompacted:
+                continue
+
+    def _rejected(self, record_hash: str, value: bytes) -> None:
+        with self._waiters_lock:
+            if record_hash not in self._waiters or record_hash in self._unfinal:
+                return  # not ours, or already in a block here (a retried submission of a committed record)
+        try:
+            info = json.loads(value)
+            if info.get("reason") == _COMMITTED:
+                # in the log already: acknowledge it once it is in ours (now, or when we apply its block)
+                self._resolve_committed(record_hash)
                 return
-            with self._applied:
-                self._applied.wait(0.05)
-        if not fut.done():
-            self._fail(
-                record_hash,
-                TransportError("the record was not acknowledged as final in time", reason="cluster.not_final"),
-            )
+            family = ConflictError if info.get("family") == "ConflictError" else InvalidInputError
+            error: CertLedgerError = family(str(info["message"]), reason=str(info["reason"]))
+        except (ValueError, KeyError, TypeError):
+            error = InvalidInputError("the leader rejected the record", reason="cluster.rejected")
+        self._fail(record_hash, error)
+
+    def _expirer(self) -> None:
+        while not self._stop.wait(0.25):
+            deadline = time.monotonic() - self.settings.submit_timeout
+            expired: list[_Waiter] = []
+            with self._waiters_lock:
+                for record_hash, waiters in list(self._waiters.items()):
+                    keep = [w for w in waiters if w.created > deadline and not w.future.done()]
+                    expired += [w for w in waiters if w.created <= deadline]
+                    if keep:
+                        self._waiters[record_hash] = keep
+                    else:
+                        del self._waiters[record_hash]
+                        self._unfinal.pop(record_hash, None)
+            for waiter in expired:
+                if not waiter.future.done():
+                    waiter.future.set_exception(
+                        TransportError("the record was not acknowledged as final in time", reason="cluster.not_final")
+                    )
+
+    def _resolve_committed(self, record_hash: str) -> bool:
+        """If ``record_hash`` is in our log, answer its waiters as for a record just applied."""
+        column = schema.entries.c
+        with self.ledger.store.read() as conn:
+            row = conn.execute(
+                select(column.idx, column.leaf_hash, column.block_height).where(column.record_hash == record_hash)
+            ).first()
+        block = self.ledger.block(int(row.block_height)) if row is not None else None
+        if row is None or block is None:
+            return False
+        note = self.ledger.checkpoint_at(block.header.tree_size) or ""
+        with self._waiters_lock:
+            if record_hash in self._waiters:
+                self._unfinal[record_hash] = (Accepted(0, int(row.idx), record_hash, bytes(row.leaf_hash)), block, note)
+        self._resolve_final()
+        return True
 
     def _fail(self, record_hash: str, exc: CertLedgerError) -> None:
         with self._waiters_lock:
@@ -481,11 +764,15 @@ class ClusterNode:
             for acc in accepted:
                 if acc.record_hash in self._waiters:
                     self._unfinal[acc.record_hash] = (acc, block, note)
-        self._resolve_final()
+            # records of a block just applied are final only once its cosignatures come in (which
+            # resolves them), unless an earlier final checkpoint already covers them
+            due = any(acc.index < self.final_size for acc, _, _ in self._unfinal.values())
+        if due or (self._unfinal and not self.settings.wait_final):
+            self._resolve_final()
 
-    def _resolve_final(self) -> None:
+    def _resolve_final(self, final: tuple[int, str] | None = None) -> None:
         try:
-            final_size, final_note = self.ledger.latest_checkpoint()
+            final_size, final_note = final if final is not None else self.ledger.latest_checkpoint()
         except CertLedgerError:
             if self.settings.wait_final:
                 return
@@ -504,7 +791,12 @@ class ClusterNode:
 
     # -- alarms ---------------------------------------------------------------------------
 
-    def _alarm(self, kind: str, detail: dict[str, Any]) -> None:
+    def _alarm(self, kind: str, detail: dict[str, Any], *, key: tuple[Any, ...] | None = None) -> None:
+        """Log, count and keep as evidence; ``key`` names the fault so a retried one is reported once."""
+        if key is not None:
+            if key in self._alarmed:
+                return
+            self._alarmed.add(key)
         _log.error(
             "cluster alarm",
             kind=kind,
@@ -540,6 +832,40 @@ def _encode_block(block: Block, entries: list[SignedRecord]) -> bytes:
     ).encode()
 
 
+def _fetch_block(http: httpx.Client, peer: str, height: int) -> Block:
+    resp = http.get(f"{peer}/v1/blocks/{height}")
+    resp.raise_for_status()
+    data = resp.json()
+    block = Block(BlockHeader.from_json(data["header"]), base64.b64decode(data["signature"]))
+    if block.height != height:
+        raise TransportError(f"peer answered block {block.height} for {height}", reason="catchup.partial")
+    return block
+
+
+def _fetch_entries(http: httpx.Client, peer: str, start: int, end: int) -> list[SignedRecord]:
+    """Entries [start, end) from a peer, page by page (it answers at most 1000 per call)."""
+    entries: list[SignedRecord] = []
+    while start + len(entries) < end:
+        resp = http.get(f"{peer}/v1/entries", params={"start": start + len(entries), "end": end})
+        resp.raise_for_status()
+        rows = resp.json()["entries"]
+        if not rows:
+            raise TransportError("peer returned a partial block", reason="catchup.partial")
+        for row in rows:
+            if row["index"] != start + len(entries):
+                raise TransportError("peer returned entries out of order", reason="catchup.partial")
+            entries.append(SignedRecord.from_json(row["entry"]))
+    return entries
+
+
+def _decode_header(value: bytes) -> Block:
+    try:
+        data = json.loads(value)
+        return Block(BlockHeader.from_bytes(base64.b64decode(data["header"])), base64.b64decode(data["signature"]))
+    except (ValueError, KeyError, TypeError) as exc:
+        raise VerificationError(f"malformed block in etcd: {exc}", reason="block.header") from None
+
+
 def _decode_block(value: bytes) -> tuple[Block, list[SignedRecord]]:
     try:
         data = json.loads(value)
@@ -553,3 +879,33 @@ def _decode_block(value: bytes) -> tuple[Block, list[SignedRecord]]:
 
 def _height_of(key: bytes) -> int:
     return int(key.rsplit(b"/", 1)[-1])
+
+
+#: the reason the leader gives for a submission whose record is already in the log
+_COMMITTED = "cluster.already_committed"
+
+
+def _already_committed(record_hash: str) -> CertLedgerError:
+    return ConflictError(f"record {record_hash} is already in the log", reason=_COMMITTED)
+
+
+def _has_governance(entries: list[SignedRecord]) -> bool:
+    return any(e.record.type in GOVERNANCE_TYPES for e in entries)
+
+
+def _hash_of(key: bytes) -> str:
+    return key.rsplit(b"/", 1)[-1].decode()
+
+
+def _committed(ledger: Ledger, record_hashes: list[str]) -> set[str]:
+    """Which of ``record_hashes`` are already entries of this node's log."""
+    if not record_hashes:
+        return set()
+    column = schema.entries.c.record_hash
+    with ledger.store.read() as conn:
+        return {str(row[0]) for row in conn.execute(select(column).where(column.in_(record_hashes)))}
+
+
+def _note_checkpoint(note: str) -> Checkpoint:
+    """The checkpoint a signed note states (its text up to the blank line), signatures not checked."""
+    return Checkpoint.parse(note.split("\n\n", 1)[0] + "\n")

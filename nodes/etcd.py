@@ -23,6 +23,9 @@ import httpx
 
 from signing.errors import TransportError
 
+#: etcd's default --max-txn-ops
+MAX_TXN_OPS = 128
+
 
 def _b64(data: bytes | str) -> str:
     raw = data.encode() if isinstance(data, str) else data
@@ -77,9 +80,12 @@ class Etcd:
         self._preferred = 0
         self._lock = threading.Lock()
         self.http = httpx.Client(timeout=timeout)
+        # watches reconnect every few seconds: one client (one TLS context, pooled connections) for all
+        self._watch_http = httpx.Client(timeout=httpx.Timeout(5.0, connect=2.0))
 
     def close(self) -> None:
         self.http.close()
+        self._watch_http.close()
 
     # -- transport ------------------------------------------------------------------------
 
@@ -136,6 +142,14 @@ class Etcd:
         data = self._post("/v3/kv/range", body)
         return [KeyValue.from_json(kv) for kv in data.get("kvs", [])]
 
+    def range_at(self, key: bytes, range_end: bytes, *, limit: int = 0) -> tuple[list[KeyValue], int]:
+        """Like :meth:`range`, plus the store revision the answer reflects (to start a watch after it)."""
+        body: dict[str, Any] = {"key": _b64(key), "range_end": _b64(range_end)}
+        if limit:
+            body["limit"] = limit
+        data = self._post("/v3/kv/range", body)
+        return [KeyValue.from_json(kv) for kv in data.get("kvs", [])], int(data["header"]["revision"])
+
     def prefix(self, prefix: bytes, *, limit: int = 0, sort_by_create: bool = False) -> list[KeyValue]:
         return self.range(prefix, prefix_end(prefix), limit=limit, sort_by_create=sort_by_create)
 
@@ -155,9 +169,13 @@ class Etcd:
             body["range_end"] = _b64(range_end)
         return int(self._post("/v3/kv/deleterange", body).get("deleted", 0))
 
-    def create(self, key: bytes, value: bytes, *, lease: int = 0) -> tuple[bool, KeyValue | None]:
+    def create(
+        self, key: bytes, value: bytes, *, lease: int = 0, also_delete: list[bytes] | None = None
+    ) -> tuple[bool, KeyValue | None]:
         """Put ``key`` only if it does not exist. Returns (created, existing value if not).
 
+        ``also_delete`` keys are deleted in the same transaction, only if the
+        key is created (at most 127: etcd's default limit is 128 operations).
         Safe to retry after a timeout: if an earlier attempt did create the key,
         the retry reports not-created with the stored value, which the caller
         compares with what it meant to write.
@@ -165,9 +183,12 @@ class Etcd:
         put: dict[str, Any] = {"key": _b64(key), "value": _b64(value)}
         if lease:
             put["lease"] = str(lease)
+        deletes = also_delete or []
+        if len(deletes) > MAX_TXN_OPS - 1:
+            raise TransportError(f"at most {MAX_TXN_OPS - 1} deletes per create", reason="etcd.request")
         body = {
             "compare": [{"key": _b64(key), "target": "CREATE", "result": "EQUAL", "create_revision": "0"}],
-            "success": [{"request_put": put}],
+            "success": [{"request_put": put}, *({"request_delete_range": {"key": _b64(k)}} for k in deletes)],
             "failure": [{"request_range": {"key": _b64(key)}}],
         }
         data = self._post("/v3/kv/txn", body)
@@ -178,6 +199,12 @@ class Etcd:
             if kvs:
                 return False, KeyValue.from_json(kvs[0])
         return False, None
+
+    def put_many(self, items: list[tuple[bytes, bytes]]) -> None:
+        """Put several keys, up to 100 per transaction (one Raft round each instead of one per key)."""
+        for start in range(0, len(items), 100):  # etcd's default max operations per txn is 128
+            ops = [{"request_put": {"key": _b64(k), "value": _b64(v)}} for k, v in items[start : start + 100]]
+            self._post("/v3/kv/txn", {"compare": [], "success": ops})
 
     def delete_many(self, keys: list[bytes]) -> None:
         for start in range(0, len(keys), 100):  # etcd's default max operations per txn is 128
@@ -208,6 +235,12 @@ class Etcd:
         result: dict[str, Any] = resp.json()
         return result
 
+    def _responsive(self, endpoint: str) -> bool:
+        try:
+            return self.http.post(endpoint + "/v3/maintenance/status", json={}, timeout=1.0).status_code == 200
+        except httpx.HTTPError:
+            return False
+
     # -- watch ----------------------------------------------------------------------------
 
     def watch(
@@ -226,10 +259,9 @@ class Etcd:
             url = self.endpoints[(self._preferred + attempt) % n] + "/v3/watch"
             req = {"create_request": {**body_base, "start_revision": str(next_rev)}}
             try:
-                with (
-                    httpx.Client(timeout=httpx.Timeout(timeout, connect=2.0)) as client,
-                    client.stream("POST", url, json=req) as resp,
-                ):
+                with self._watch_http.stream(
+                    "POST", url, json=req, timeout=httpx.Timeout(timeout, connect=2.0)
+                ) as resp:
                     if resp.status_code != 200:
                         raise TransportError(f"watch HTTP {resp.status_code}", reason="etcd.watch")
                     for line in resp.iter_lines():
@@ -251,7 +283,11 @@ class Etcd:
                             next_rev = rev + 1
                             yield rev, events
             except httpx.ReadTimeout:
-                continue  # quiet period: reconnect to the same member and check stop()
+                # a quiet period, or a hung member (a stopped process still accepts connections):
+                # stay only if the member answers a cheap request
+                if not self._responsive(url.removesuffix("/v3/watch")):
+                    attempt += 1
+                continue
             except (httpx.HTTPError, TransportError, ValueError):
                 attempt += 1
                 continue

@@ -17,7 +17,7 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -39,22 +39,61 @@ AGENCY_ID = "11440300MB2C54301Y"
 
 @dataclass(frozen=True)
 class Layout:
+    """Where a local cluster lives: its directory, its ports and the node settings ``up`` writes.
+
+    The ports and settings are recorded in ``state.json`` by ``up``;
+    :meth:`recorded` reads them back, so ``status``/``submit`` find a cluster
+    started on other ports (tests run one beside the default cluster).
+    """
+
     root: Path
     nodes: int = 4
     etcd_members: int = 3
+    etcd_client_base: int = ETCD_CLIENT_BASE
+    etcd_peer_base: int = ETCD_PEER_BASE
+    api_base: int = API_BASE
+    #: records per block at most (node.toml [cluster] max_batch)
+    max_batch: int = 500
+    #: blocks kept in etcd behind the last final one (node.toml [cluster] window)
+    window: int = 2000
+    #: processes get SIGTERM when the process that started them dies (tests, benchmarks: a
+    #: killed test run leaves no cluster behind); not for `certledger cluster up`, which exits
+    bound_to_parent: bool = False
 
     @property
     def state_file(self) -> Path:
         return self.root / "state.json"
 
     def etcd_client(self, i: int) -> str:
-        return f"http://127.0.0.1:{ETCD_CLIENT_BASE + i}"
+        return f"http://127.0.0.1:{self.etcd_client_base + i}"
 
     def etcd_peer(self, i: int) -> str:
-        return f"http://127.0.0.1:{ETCD_PEER_BASE + i}"
+        return f"http://127.0.0.1:{self.etcd_peer_base + i}"
 
     def api(self, i: int) -> str:
-        return f"http://127.0.0.1:{API_BASE + i}"
+        return f"http://127.0.0.1:{self.api_base + i}"
+
+    def to_json(self) -> dict[str, int]:
+        return {
+            "nodes": self.nodes,
+            "etcd_members": self.etcd_members,
+            "etcd_client_base": self.etcd_client_base,
+            "etcd_peer_base": self.etcd_peer_base,
+            "api_base": self.api_base,
+            "max_batch": self.max_batch,
+            "window": self.window,
+        }
+
+    def recorded(self) -> Layout:
+        """This layout with the ports and settings ``up`` recorded in state.json (if any)."""
+        if not self.state_file.exists():
+            return self
+        try:
+            saved = json.loads(self.state_file.read_text()).get("layout") or {}
+            settings: dict[str, Any] = {k: int(v) for k, v in saved.items() if k in self.to_json()}
+            return replace(self, **settings)
+        except (OSError, ValueError, TypeError, AttributeError) as exc:
+            raise InvalidInputError(f"{self.state_file} is unreadable: {exc}", reason="cluster.state") from None
 
     def node_dir(self, i: int) -> Path:
         return self.root / f"node-{i + 1}"
@@ -66,6 +105,10 @@ def _clean_env() -> dict[str, str]:
 
 
 def _alive(pid: int) -> bool:
+    with contextlib.suppress(ChildProcessError):
+        # a child of this process that died stays a zombie (and answers kill(0)) until reaped
+        if os.waitpid(pid, os.WNOHANG)[0] == pid:
+            return False
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -75,7 +118,16 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _spawn(cmd: list[str], log: Path, env: dict[str, str]) -> int:
+def process_running(pid: int) -> bool:
+    """Whether ``pid`` is alive (a dead child of this process is reaped and counts as gone)."""
+    return _alive(pid)
+
+
+def _spawn(cmd: list[str], log: Path, env: dict[str, str], *, bound_to_parent: bool = False) -> int:
+    setpriv = shutil.which("setpriv")
+    if bound_to_parent and setpriv:
+        # util-linux setpriv sets PR_SET_PDEATHSIG and execs the command (same PID)
+        cmd = [setpriv, "--pdeathsig", "TERM", "--", *cmd]
     with log.open("ab") as out:
         proc = subprocess.Popen(  # noqa: S603 - fixed argv we build ourselves, no shell
             cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, start_new_session=True
@@ -173,14 +225,17 @@ def prepare(layout: Layout) -> dict[str, Any]:
         peers = ", ".join(f'"{layout.api(j)}"' for j in range(layout.nodes) if j != i)
         (layout.node_dir(i) / "node.toml").write_text(
             f'[node]\nid = "node-{i + 1}"\nhome = "."\n\n[ledger]\ngenesis = "../genesis.json"\n\n'
-            f"[cluster]\netcd = [{etcd}]\npeers = [{peers}]\nmax_batch = 500\n\n"
-            f'[api]\nhost = "127.0.0.1"\nport = {API_BASE + i}\n'
+            f"[cluster]\netcd = [{etcd}]\npeers = [{peers}]\nmax_batch = {layout.max_batch}\n"
+            f"window = {layout.window}\n\n"
+            f'[api]\nhost = "127.0.0.1"\nport = {layout.api_base + i}\n'
         )
     return {"passphrase": passphrase}
 
 
 def start_etcd(layout: Layout, i: int) -> int:
-    return _spawn(etcd_command(layout, i), layout.root / f"etcd-{i}.log", _clean_env())
+    return _spawn(
+        etcd_command(layout, i), layout.root / f"etcd-{i}.log", _clean_env(), bound_to_parent=layout.bound_to_parent
+    )
 
 
 def start_node(layout: Layout, i: int, passphrase: str) -> int:
@@ -190,7 +245,30 @@ def start_node(layout: Layout, i: int, passphrase: str) -> int:
         "CERTLEDGER_LOG_LEVEL": "INFO",
         "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
     }
-    return _spawn(node_command(layout, i), layout.node_dir(i) / "node.log", env)
+    return _spawn(node_command(layout, i), layout.node_dir(i) / "node.log", env, bound_to_parent=layout.bound_to_parent)
+
+
+def restart_node(layout: Layout, i: int) -> int:
+    """Start node ``i`` again (after a crash or stop) with its existing store; records the new PID."""
+    state = load_state(layout)
+    old = state["nodes"].get(str(i))
+    if old and _alive(int(old)):
+        raise ConflictError(f"node-{i + 1} is still running (pid {old})", reason="cluster.running")
+    passphrase = (layout.root / "passphrase").read_text().strip()
+    state["nodes"][str(i)] = pid = start_node(layout, i, passphrase)
+    save_state(layout, state)
+    return pid
+
+
+def restart_etcd(layout: Layout, i: int) -> int:
+    """Start etcd member ``i`` again on its existing data directory; records the new PID."""
+    state = load_state(layout)
+    old = state["etcd"].get(str(i))
+    if old and _alive(int(old)):
+        raise ConflictError(f"etcd member e{i} is still running (pid {old})", reason="cluster.running")
+    state["etcd"][str(i)] = pid = start_etcd(layout, i)
+    save_state(layout, state)
+    return pid
 
 
 def save_state(layout: Layout, state: dict[str, Any]) -> None:
@@ -218,7 +296,12 @@ def wait_until(predicate: Any, timeout: float, what: str) -> None:
 
 def up(layout: Layout, *, demo_records: int = 20) -> dict[str, Any]:
     secrets_ = prepare(layout)
-    state: dict[str, Any] = {"etcd": {}, "nodes": {}, "passphrase_file": str(layout.root / "passphrase")}
+    state: dict[str, Any] = {
+        "etcd": {},
+        "nodes": {},
+        "passphrase_file": str(layout.root / "passphrase"),
+        "layout": layout.to_json(),
+    }
     try:
         for i in range(layout.etcd_members):
             state["etcd"][str(i)] = start_etcd(layout, i)
@@ -249,6 +332,7 @@ def up(layout: Layout, *, demo_records: int = 20) -> dict[str, Any]:
 
 def submit_demo(layout: Layout, count: int, *, start: int = 0) -> list[dict[str, Any]]:
     """Sign ``count`` ISSUE records with the demo agency key and submit them round-robin to the nodes."""
+    layout = layout.recorded()
     passphrase = (layout.root / "passphrase").read_bytes().strip()
     agency = SM2PrivateKey.load(layout.root / "agency.pem", passphrase)
     acks = []
@@ -293,6 +377,7 @@ def node_status(layout: Layout, i: int) -> dict[str, Any]:
 
 def status(layout: Layout) -> dict[str, Any]:
     state = load_state(layout)
+    layout = layout.recorded()
     nodes = []
     for i in range(layout.nodes):
         pid = state["nodes"].get(str(i))
@@ -361,4 +446,4 @@ def down(layout: Layout) -> int:
     return stopped
 
 
-__all__ = ["Layout", "down", "status", "submit_demo", "up"]
+__all__ = ["Layout", "down", "process_running", "restart_etcd", "restart_node", "status", "submit_demo", "up"]

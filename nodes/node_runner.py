@@ -14,6 +14,8 @@ node.toml (see docs/cluster.md)::
     etcd = ["http://127.0.0.1:2379", "http://127.0.0.1:22379", "http://127.0.0.1:32379"]
     peers = ["http://127.0.0.1:8602", "http://127.0.0.1:8603"]   # other nodes' APIs, for catch-up
     max_batch = 500
+    window = 2000            # blocks kept in etcd behind the last final one
+    submit_timeout = 15.0    # seconds a submission may wait to become final (then 502)
 
     [api]
     host = "127.0.0.1"
@@ -67,6 +69,8 @@ class NodeRunConfig:
                     peers=[str(p) for p in cluster.get("peers", [])],
                     max_batch=int(cluster.get("max_batch", 500)),
                     wait_final=bool(cluster.get("wait_final", True)),
+                    window=int(cluster.get("window", 2000)),
+                    submit_timeout=float(cluster.get("submit_timeout", 15.0)),
                 ),
                 api_host=str(data.get("api", {}).get("host", "127.0.0.1")),
                 api_port=int(data.get("api", {}).get("port", 8601)),

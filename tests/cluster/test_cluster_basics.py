@@ -1,0 +1,156 @@
+"""The local cluster working normally: real etcd, 4 real node processes.
+
+Every node accepts submissions and acknowledges them only once final; all
+nodes hold the same blocks and the same checkpoints; a client that trusts
+only the pinned GENESIS verifies a licence from any node; the CLI reports the
+cluster's state.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from ledger.checkpoint import Checkpoint, open_checkpoint, verify_quorum
+from signing.sm3 import sm3
+from verify_api.anchors import TrustAnchors
+from verify_api.client import LedgerClient
+
+from .conftest import Cluster, start_cluster, stop_cluster
+
+pytestmark = [pytest.mark.cluster, pytest.mark.timeout(240)]
+
+
+@pytest.fixture(scope="module")
+def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    """One cluster for the whole module: these tests only add records, they inject no faults."""
+    c = start_cluster(tmp_path_factory.mktemp("basics") / "cluster")
+    try:
+        yield c
+    finally:
+        stop_cluster(c)
+
+
+@pytest.fixture(scope="module")
+def submitted(running: Cluster) -> list[dict[str, object]]:
+    """Acks of records submitted to every node: one at a time, then 40 concurrently."""
+    acks = [running.submit_ok(i) for i in range(running.n)]
+    records = running.records(40)
+    with ThreadPoolExecutor(8) as pool:
+        acks += list(pool.map(lambda p: running.submit_ok(p[0] % running.n, p[1]), enumerate(records)))
+    return acks
+
+
+def body(note: str) -> Checkpoint:
+    """The checkpoint a signed note states (origin, size, root), without its signature lines."""
+    text = note.split("\n\n", 1)[0] + "\n"
+    return Checkpoint.parse(text)
+
+
+def anchors_of(running: Cluster) -> TrustAnchors:
+    """What a remote verifier trusts: the GENESIS record, pinned by its SM3 hash."""
+    genesis = (running.layout.root / "genesis.json").read_bytes()
+    return TrustAnchors.from_genesis(genesis, expected_hash=sm3(genesis.removesuffix(b"\n")).hex())
+
+
+def test_every_node_accepts_submissions_and_acks_only_final(
+    running: Cluster, submitted: list[dict[str, object]]
+) -> None:
+    anchors = anchors_of(running)
+    assert len(submitted) == 44
+    assert all(a["final"] is True for a in submitted)
+    indices = [int(str(a["index"])) for a in submitted]
+    assert len(set(indices)) == len(indices), "two acks name the same leaf index"
+    for ack in submitted:
+        # the ack's checkpoint covers the record and is signed by a quorum of distinct genesis nodes
+        opened = open_checkpoint(str(ack["checkpoint"]), anchors.checkpoint_verifiers, origin=anchors.origin)
+        quorum = verify_quorum(opened, anchors.quorum_names, anchors.quorum_threshold)
+        assert len(quorum.signers) >= 3
+        assert opened.checkpoint.size == ack["tree_size"]
+        assert opened.checkpoint.size > int(str(ack["index"]))
+
+
+def test_nodes_converge_to_identical_blocks_and_checkpoints(
+    running: Cluster, submitted: list[dict[str, object]]
+) -> None:
+    heads = running.wait_converged(list(range(running.n)), timeout=60)
+    height = heads[0]["height"]
+    assert height >= 2
+    # every block at every height is the same block on every node
+    for h in range(height + 1):
+        hashes = {running.http.get(f"{running.api(i)}/v1/blocks/{h}").json()["hash"] for i in range(running.n)}
+        assert len(hashes) == 1, f"nodes disagree on block {h}: {hashes}"
+    # and every node's final checkpoint states the same tree head
+    bodies = {body(h["note"]) for h in heads}
+    assert len(bodies) == 1, bodies
+    (cp,) = bodies
+    assert cp.size == heads[0]["final"] == running.tree_size(0)
+    # the entries are the same bytes everywhere
+    entries = [running.entry_hashes(i, 0, cp.size) for i in range(running.n)]
+    assert all(e == entries[0] for e in entries)
+    for ack in submitted:
+        assert entries[0][int(str(ack["index"]))] == ack["record_hash"]
+
+
+def test_a_client_pinning_genesis_verifies_a_licence_from_every_node(
+    running: Cluster, submitted: list[dict[str, object]]
+) -> None:
+    anchors = anchors_of(running)
+    assert anchors.quorum_threshold == 3
+    ack = submitted[0]
+    entry = running.http.get(
+        f"{running.api(0)}/v1/entries", params={"start": ack["index"], "end": int(str(ack["index"])) + 1}
+    )
+    licence_id = entry.json()["entries"][0]["entry"]["record"]["payload"]["licence_id"]
+    for i in range(running.n):
+        client = LedgerClient(running.api(i), anchors)
+        try:
+            verified = client.licence_status(licence_id)
+        finally:
+            client.close()
+        assert verified.status == "ACTIVE"
+        assert verified.licence_id == licence_id
+        assert len(verified.checkpoint.signers) >= 3
+        assert all(c.ok for c in verified.checks), verified.checks
+
+
+def test_cli_status_json_shows_heights_lag_leader_and_final_size(
+    running: Cluster, submitted: list[dict[str, object]], run_cli: object
+) -> None:
+    heads = running.wait_converged(list(range(running.n)), timeout=60)
+    result = run_cli("cluster", "status", "--dir", running.layout.root, "--json")  # type: ignore[operator]
+    assert result.rc == 0, result.stderr
+    data = json.loads(result.stdout)
+    leader = running.leader()
+    assert data["leader"] == f"node-{leader + 1}"
+    assert data["final_tree_size"] == heads[0]["final"]
+    assert [n["node"] for n in data["nodes"]] == [f"node-{i + 1}" for i in range(running.n)]
+    for n in data["nodes"]:
+        assert n["running"] is True
+        assert n["height"] == heads[0]["height"]
+        assert n["lag"] == 0
+        assert n["final_tree_size"] == heads[0]["final"]
+        assert n["api"].startswith("http://127.0.0.1:")
+    assert all(m["healthy"] for m in data["etcd"])
+    assert len(data["etcd"]) == 3
+    assert Path(running.layout.root / "state.json").exists()
+
+
+def test_resubmitting_a_committed_record_returns_its_acknowledgement(
+    running: Cluster, submitted: list[dict[str, object]]
+) -> None:
+    # a client that got a 5xx (outcome unknown) may submit again: it gets the same leaf, not a second one
+    rec = running.record()
+    first = running.submit_ok(0, rec)
+    for i in range(running.n):
+        again = running.submit_ok(i, rec)
+        assert again["index"] == first["index"]
+        assert again["record_hash"] == first["record_hash"]
+        assert again["final"] is True
+    heads = running.wait_converged(list(range(running.n)), timeout=60)
+    entries = running.entry_hashes(0, 0, heads[0]["final"])
+    assert list(entries.values()).count(str(first["record_hash"])) == 1
