@@ -10,11 +10,10 @@
 
 from __future__ import annotations
 
-import os
-
 import base64
 import io
 import json
+import os
 import shutil
 import subprocess
 from datetime import date
