@@ -80,10 +80,13 @@ def browser_tools() -> Any:
     return sync_playwright
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def chromium(browser_tools: Any, server: ApiServer) -> Iterator[Any]:
-    # after the server (and so the licence files): Playwright's sync API runs an event loop on
-    # this thread, and signing the licence files (pyhanko) needs asyncio.run()
+    # After the server (and so the licence files): Playwright's sync API keeps an event loop
+    # *running* on this thread for as long as its context is open, and signing licence files
+    # (pyhanko) needs asyncio.run(). Module scope closes it when the browser tests end, so
+    # every later test module (PDF signing, the verify endpoint's slot pool) gets a thread
+    # with no running loop.
     with browser_tools() as pw:
         browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
