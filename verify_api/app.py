@@ -9,8 +9,7 @@ admitted the signing agency's key, itself with its inclusion proof.
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
@@ -28,7 +27,7 @@ from ledger.service import InclusionProof, Ledger
 from signing.errors import CertLedgerError, InvalidInputError
 from verify_api import models, problems
 from verify_api.federation import FederatedVerifier
-from verify_api.limits import BodySizeLimit, RateLimit
+from verify_api.limits import BodySizeLimit, RateLimit, RequestMetrics
 
 API_VERSION = "1.0.0"
 MAX_ENTRIES_PER_PAGE = 1000
@@ -100,6 +99,51 @@ def _proof_model(p: InclusionProof) -> models.InclusionProofModel:
     )
 
 
+def _encode_status(ledger: Ledger, licence_id: str) -> tuple[bytes, int]:
+    """The status document as the JSON bytes served, and the tree size it is proven to."""
+    doc = ledger.status_document(licence_id)
+    body = models.LicenceResponse(**doc).model_dump_json().encode()
+    return body, int(doc["inclusion_proof"]["tree_size"])
+
+
+class _StatusCache:
+    """Serialised status answers per licence, valid for one (final size, applied size); bounded. Dict ops are atomic."""
+
+    def __init__(self, max_entries: int = 50_000) -> None:
+        self.max_entries = max_entries
+        self._items: dict[str, tuple[tuple[int, int], bytes]] = {}
+
+    def get(self, licence_id: str, sizes: tuple[int, int]) -> bytes | None:
+        found = self._items.get(licence_id)
+        if found is None or found[0] != sizes:
+            return None
+        return found[1]
+
+    def put(self, licence_id: str, sizes: tuple[int, int], body: bytes) -> None:
+        found = self._items.get(licence_id)
+        if found is not None and found[0] > sizes:
+            return  # never replace a newer answer by an older one
+        if len(self._items) >= self.max_entries and licence_id not in self._items:
+            self._items.clear()  # crude bound: a full cache is rebuilt from the ledger on demand
+        self._items[licence_id] = (sizes, body)
+
+
+class _FinalVerdicts:
+    """Quorum verdicts per (note text, policy); a note's signatures never change. Bounded."""
+
+    def __init__(self, max_entries: int = 4096) -> None:
+        self.max_entries = max_entries
+        self._items: dict[tuple[Any, ...], bool] = {}
+
+    def get(self, key: tuple[Any, ...]) -> bool | None:
+        return self._items.get(key)
+
+    def put(self, key: tuple[Any, ...], verdict: bool) -> None:
+        if len(self._items) >= self.max_entries:
+            self._items.clear()
+        self._items[key] = verdict
+
+
 def create_app(
     ledger: Ledger,
     *,
@@ -123,27 +167,44 @@ def create_app(
     app.add_exception_handler(StarletteHTTPException, problems.http_error_handler)
     app.add_exception_handler(Exception, problems.unexpected_error_handler)
 
-    @app.middleware("http")
-    async def _measure(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        start = time.perf_counter()
-        response = await call_next(request)
-        route = request.scope.get("route")
-        name = getattr(route, "path", "unmatched")
-        metrics.requests.labels(name, str(response.status_code)).inc()
-        metrics.latency.labels(name).observe(time.perf_counter() - start)
-        return response
+    final_verdicts = _FinalVerdicts()
 
-    def _quorum_final(note: str) -> bool:
-        policy = ledger.quorum_policy()
+    async def _quorum_final(note: str) -> bool:
+        """Whether ``note`` carries the quorum's signatures (SM2 + Ed25519 checks, cached per note, off the loop)."""
+        policy = await asyncio.to_thread(ledger.quorum_policy)
         if policy is None:
             return False
         origin, nodes, threshold = policy
-        try:
-            opened = open_checkpoint(note, checkpoint_verifiers(origin, nodes), origin=origin)
-            verify_quorum(opened, [note_key_name(origin, n.id) for n in nodes], threshold)
-        except CertLedgerError:
-            return False
-        return True
+        key = (note, origin, tuple(sorted(n.id for n in nodes)), threshold)
+        cached = final_verdicts.get(key)
+        if cached is not None:
+            return cached
+
+        def check() -> bool:
+            try:
+                opened = open_checkpoint(note, checkpoint_verifiers(origin, nodes), origin=origin)
+                verify_quorum(opened, [note_key_name(origin, n.id) for n in nodes], threshold)
+            except CertLedgerError:
+                return False
+            return True
+
+        verdict = await asyncio.to_thread(check)
+        final_verdicts.put(key, verdict)
+        return verdict
+
+    status_cache = _StatusCache()
+
+    def _ledger_sizes() -> tuple[int | None, int]:
+        """(newest final tree size, applied tree size), read together for every request (indexed queries).
+
+        Both sizes only grow, and the ledger's state is a function of them: while both are
+        unchanged, a cached answer is exactly what the ledger would compute now.
+        """
+        store = ledger.store
+        with store.read() as conn:
+            policy = store.cached_policy(conn)
+            threshold = policy.quorum_threshold if policy is not None else 1
+            return store.final_tree_size(conn, threshold - 1), store.tree_size(conn)
 
     # -- submission ---------------------------------------------------------------------------
 
@@ -192,7 +253,7 @@ def create_app(
             tree_size=ack.tree_size,
             checkpoint=ack.checkpoint,
             inclusion_proof=_proof_model(proof),
-            final=_quorum_final(ack.checkpoint),
+            final=await _quorum_final(ack.checkpoint),
         )
 
     # -- licences -----------------------------------------------------------------------------
@@ -203,9 +264,20 @@ def create_app(
         tags=["licences"],
         responses=_problems(404, *_READ_PROBLEMS),
     )
-    def licence_status(licence_id: str) -> models.LicenceResponse:
+    async def licence_status(licence_id: str) -> Response:
         """Current status, latest record with its inclusion proof, the signing key's admission, checkpoint."""
-        return models.LicenceResponse(**ledger.status_document(licence_id))
+        # Freshness: the final tree size is read for every request (one indexed query, inline: it is
+        # sub-millisecond on SQLite), so an answer is never older than what the ledger acknowledged
+        # before the request began; an answer for a given (licence, size) never changes (append-only).
+        final, applied = _ledger_sizes()
+        key = (final or 0, applied)
+        cached = status_cache.get(licence_id, key)
+        if cached is not None:
+            return Response(cached, media_type="application/json")
+        body, size = await asyncio.to_thread(_encode_status, ledger, licence_id)
+        if size == final:  # computed at the sizes just read: valid while they stay the same
+            status_cache.put(licence_id, key, body)
+        return Response(body, media_type="application/json")
 
     @app.get(
         "/v1/licences/{licence_id}/history",
@@ -375,7 +447,8 @@ def create_app(
 
     app.openapi = openapi_with_problems  # type: ignore[method-assign]
 
-    # added last = outermost: size limits run before rate limits, both before routing
+    # added last = outermost: size limits run before rate limits, both before metrics and routing
+    app.add_middleware(RequestMetrics, metrics=metrics)
     app.add_middleware(
         RateLimit,
         rate=cfg.rate_per_client,
