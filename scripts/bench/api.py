@@ -24,8 +24,16 @@
    (routing + middleware + JSON, no ledger work), so the ratio shows what the
    proofs cost on this machine.
 
-Targets: >= 1500 requests/s and p99 <= 50 ms for status with proof.
-File verification/s (POST /v1/verify) is not measured yet: that endpoint is being added by another task.
+6. File verification, ``POST /v1/verify``: a second node home holding real
+   issued licence files (``tests/browser/licence_files.py``: SM2 PKI, GB/T 38540
+   seals, PAdES-signed PDF and OFD, ISSUE / AMEND / SUSPEND / REVOKE records,
+   embedded proof bundles) is served the same way; each file's verdict is checked
+   once against what it is (valid, revoked, superseded, suspended, forged), then
+   every file of one format is uploaded in turn over --verify-concurrency
+   connections (asyncio + httpx) for --verify-duration seconds, per format.
+   Reports files/s, p50/p99 and server CPU per file.
+
+Targets: >= 1500 requests/s and p99 <= 50 ms for status with proof; >= 100 files/s verified.
 """
 
 from __future__ import annotations
@@ -53,6 +61,19 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 TARGET_RPS = 1500.0
 TARGET_P99_MS = 50.0
+TARGET_FILES_PER_S = 100.0
+#: what each file of tests/browser/licence_files.py is
+EXPECTED_VERDICTS = {
+    "genuine.pdf": "valid",
+    "genuine.ofd": "valid",
+    "revoked.pdf": "revoked",
+    "revoked.ofd": "revoked",
+    "amended-v1.pdf": "superseded",
+    "amended-v2.ofd": "valid",
+    "suspended.pdf": "suspended",
+    "tampered.pdf": "forged",
+    "forged.ofd": "forged",
+}
 ORIGIN = "bench.certledger.example/licences"
 AGENCY = "91440300MA5BENCH01"
 PASSPHRASE = "bench passphrase"
@@ -348,6 +369,102 @@ def verify_one(url: str, home: Path, licence_id: str) -> list[str]:
         client.close()
 
 
+# -- file verification ------------------------------------------------------------------------------
+
+
+def build_file_home(home: Path) -> dict[str, bytes]:
+    """Real issued licence files and the node home whose ledger holds their records."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests" / "browser"))
+    from licence_files import build_licence_home
+
+    files: dict[str, bytes] = build_licence_home(home).files
+    return files
+
+
+async def _upload_load(url: str, files: list[bytes], concurrency: int, duration: float) -> dict[str, Any]:
+    import httpx
+
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    latencies: list[float] = []
+    errors: dict[str, int] = {}
+    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=60) as client:
+        stop = time.perf_counter() + duration
+
+        async def worker(n: int) -> None:
+            i = n
+            while time.perf_counter() < stop:
+                data = files[i % len(files)]
+                i += 1
+                t0 = time.perf_counter()
+                try:
+                    resp = await client.post(
+                        "/v1/verify", content=data, headers={"content-type": "application/octet-stream"}
+                    )
+                    status = str(resp.status_code)
+                except Exception as exc:  # count and go on
+                    status = type(exc).__name__
+                if status == "200":
+                    latencies.append(time.perf_counter() - t0)
+                else:
+                    errors[status] = errors.get(status, 0) + 1
+
+        t_start = time.perf_counter()
+        await asyncio.gather(*(worker(n) for n in range(concurrency)))
+        elapsed = time.perf_counter() - t_start
+    latencies.sort()
+
+    def pct(p: float) -> float:
+        return latencies[min(len(latencies) - 1, int(p * len(latencies)))] * 1000 if latencies else float("nan")
+
+    return {
+        "files": len(latencies),
+        "files_per_s": len(latencies) / elapsed,
+        "p50_ms": pct(0.50),
+        "p99_ms": pct(0.99),
+        "errors": errors,
+    }
+
+
+def check_verdicts(url: str, files: dict[str, bytes]) -> dict[str, str]:
+    """Each file's verdict, once; a wrong one stops the benchmark (it would measure wrong answers)."""
+    import httpx
+
+    got = {}
+    with httpx.Client(base_url=url, timeout=60) as client:
+        for name, data in files.items():
+            resp = client.post("/v1/verify", content=data, headers={"content-type": "application/octet-stream"})
+            got[name] = str(resp.json().get("verdict", f"HTTP {resp.status_code}"))
+    wrong = {n: v for n, v in got.items() if EXPECTED_VERDICTS.get(n) != v}
+    if wrong:
+        raise SystemExit(f"wrong verdicts: {wrong} (expected {EXPECTED_VERDICTS})")
+    return got
+
+
+def measure_verify(args: argparse.Namespace, work: Path) -> dict[str, Any]:
+    home = work / "files-node"
+    t0 = time.perf_counter()
+    files = build_file_home(home)
+    built_s = time.perf_counter() - t0
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    server = start_server(home, port, args.workers, work / "serve-files.log")
+    out: dict[str, Any] = {"files_built_seconds": round(built_s, 1), "concurrency": args.verify_concurrency}
+    try:
+        out["verdicts"] = check_verdicts(url, files)
+        for fmt in ("pdf", "ofd"):
+            batch = [d for n, d in sorted(files.items()) if n.endswith("." + fmt)]
+            asyncio.run(_upload_load(url, batch, args.verify_concurrency, min(2.0, args.verify_duration)))
+            cpu0 = server_cpu_seconds(server.pid)
+            res = asyncio.run(_upload_load(url, batch, args.verify_concurrency, args.verify_duration))
+            res["server_cpu_ms_per_file"] = 1000 * (server_cpu_seconds(server.pid) - cpu0) / max(1, res["files"])
+            res["file_count"] = len(batch)
+            res["mean_bytes"] = sum(len(d) for d in batch) // len(batch)
+            out[fmt] = res
+    finally:
+        stop_server(server)
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--licences", type=int, default=10_000)
@@ -362,6 +479,9 @@ def main() -> None:
         help="load generator (default: wrk when installed)",
     )
     parser.add_argument("--load-procs", type=int, default=1, help="httpx load generator processes")
+    parser.add_argument("--verify-duration", type=float, default=10.0, help="measured seconds per file format")
+    parser.add_argument("--verify-concurrency", type=int, default=8, help="connections uploading files")
+    parser.add_argument("--no-verify", action="store_true", help="skip the POST /v1/verify workload")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
 
@@ -396,6 +516,7 @@ def main() -> None:
             health = measure(["/healthz"], min(args.duration, 5.0))
         finally:
             stop_server(server)
+        verify = None if args.no_verify else measure_verify(args, work)
 
     result = {
         "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0], "loadavg_1m": os.getloadavg()[0]},
@@ -409,7 +530,7 @@ def main() -> None:
         "status_with_proof": status,
         "reference_healthz": health,
         "targets": {"rps": TARGET_RPS, "p99_ms": TARGET_P99_MS},
-        "file_verification": "not measured yet: POST /v1/verify is being added by another task",
+        "file_verification": verify,
     }
     if args.json:
         print(json.dumps(result, indent=2))
@@ -445,7 +566,22 @@ def main() -> None:
         f"p99 {health['p99_ms']:.1f} ms, server CPU {health['server_cpu_ms_per_request']:.2f} ms/request; "
         f"status-with-proof runs at {status['rps'] / health['rps']:.2f}x of it"
     )
-    print("file verification/s: not measured yet — POST /v1/verify is being added by another task")
+    if verify is None:
+        return
+    print(
+        f"POST /v1/verify (real issued files, built in {verify['files_built_seconds']} s; "
+        f"{verify['concurrency']} connections, raw upload):"
+    )
+    print(f"  verdicts checked once: {', '.join(f'{n} {v}' for n, v in verify['verdicts'].items())}")
+    for fmt in ("pdf", "ofd"):
+        r = verify[fmt]
+        ok = r["files_per_s"] >= TARGET_FILES_PER_S
+        print(
+            f"  {fmt.upper()} ({r['file_count']} files, mean {r['mean_bytes'] // 1024} KiB): "
+            f"{r['files_per_s']:6.1f} files/s (target >= {TARGET_FILES_PER_S:.0f}: {'met' if ok else 'NOT met'}), "
+            f"p50 {r['p50_ms']:.1f} ms  p99 {r['p99_ms']:.1f} ms, "
+            f"server CPU {r['server_cpu_ms_per_file']:.1f} ms/file, errors: {r['errors'] or 'none'}"
+        )
 
 
 if __name__ == "__main__":
