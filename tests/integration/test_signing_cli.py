@@ -272,7 +272,9 @@ def _build_cases(work: Path, kf: Any) -> dict[str, Case]:
         "sn-raw": sig_file("sn-raw", r32 + n.to_bytes(32, "big")),
         "r0-der": sig_file("r0-der", der.sequence(der.integer(0), der.integer(s))),
         "truncated": sig_file("truncated", good[:-1]),
-        "padded": sig_file("padded", good + b"\x00"),
+        # a short SEQUENCE plus one byte: `good + 0x00` would be 73 bytes whenever `good` has the
+        # maximum length (72), and the length check would then answer before the trailing-data one
+        "padded": sig_file("padded", der.sequence(der.integer(r >> 64), der.integer(s >> 64)) + b"\x00"),
         "non-minimal": sig_file("non-minimal", der.sequence(der.tlv(der.TAG_INTEGER, b"\x00\x01"), der.integer(s))),
         "short-raw": sig_file("short-raw", r32 + s32[:-1]),
         "bad-base64": sig_file("bad-base64", b"MEUCIQ*notbase64*\n"),
