@@ -381,7 +381,7 @@ def build_file_home(home: Path) -> dict[str, bytes]:
     return files
 
 
-async def _upload_load(url: str, files: list[tuple[str, bytes]], concurrency: int, duration: float) -> dict[str, Any]:
+async def _upload_load(url: str, files: list[bytes], concurrency: int, duration: float) -> dict[str, Any]:
     import httpx
 
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
@@ -393,7 +393,7 @@ async def _upload_load(url: str, files: list[tuple[str, bytes]], concurrency: in
         async def worker(n: int) -> None:
             i = n
             while time.perf_counter() < stop:
-                _name, data = files[i % len(files)]
+                data = files[i % len(files)]
                 i += 1
                 t0 = time.perf_counter()
                 try:
@@ -433,7 +433,7 @@ def check_verdicts(url: str, files: dict[str, bytes]) -> dict[str, str]:
     with httpx.Client(base_url=url, timeout=60) as client:
         for name, data in files.items():
             resp = client.post("/v1/verify", content=data, headers={"content-type": "application/octet-stream"})
-            got[name] = resp.json().get("verdict", f"HTTP {resp.status_code}")
+            got[name] = str(resp.json().get("verdict", f"HTTP {resp.status_code}"))
     wrong = {n: v for n, v in got.items() if EXPECTED_VERDICTS.get(n) != v}
     if wrong:
         raise SystemExit(f"wrong verdicts: {wrong} (expected {EXPECTED_VERDICTS})")
@@ -452,13 +452,13 @@ def measure_verify(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     try:
         out["verdicts"] = check_verdicts(url, files)
         for fmt in ("pdf", "ofd"):
-            batch = [(n, d) for n, d in sorted(files.items()) if n.endswith("." + fmt)]
+            batch = [d for n, d in sorted(files.items()) if n.endswith("." + fmt)]
             asyncio.run(_upload_load(url, batch, args.verify_concurrency, min(2.0, args.verify_duration)))
             cpu0 = server_cpu_seconds(server.pid)
             res = asyncio.run(_upload_load(url, batch, args.verify_concurrency, args.verify_duration))
             res["server_cpu_ms_per_file"] = 1000 * (server_cpu_seconds(server.pid) - cpu0) / max(1, res["files"])
             res["file_count"] = len(batch)
-            res["mean_bytes"] = sum(len(d) for _, d in batch) // len(batch)
+            res["mean_bytes"] = sum(len(d) for d in batch) // len(batch)
             out[fmt] = res
     finally:
         stop_server(server)
@@ -580,8 +580,7 @@ def main() -> None:
             f"  {fmt.upper()} ({r['file_count']} files, mean {r['mean_bytes'] // 1024} KiB): "
             f"{r['files_per_s']:6.1f} files/s (target >= {TARGET_FILES_PER_S:.0f}: {'met' if ok else 'NOT met'}), "
             f"p50 {r['p50_ms']:.1f} ms  p99 {r['p99_ms']:.1f} ms, "
-            f"server CPU {r['server_cpu_ms_per_file']:.1f} ms/file, "
-            f"errors: {r['errors'] or 'none'}"
+            f"server CPU {r['server_cpu_ms_per_file']:.1f} ms/file, errors: {r['errors'] or 'none'}"
         )
 
 
