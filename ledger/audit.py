@@ -17,7 +17,8 @@ Steps (each finding names the step's reason code and the first place it failed):
    rebuilt by replay.
 
 Nothing here writes. Signature checks run in a thread pool (libcrypto
-releases the GIL); everything else is one sequential pass.
+releases the GIL), one chunk ahead of the sequential pass that does
+everything else, so the two overlap.
 """
 
 from __future__ import annotations
@@ -25,8 +26,9 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -50,6 +52,8 @@ from signing.sm2 import SM2PublicKey
 #: findings beyond this many are counted, not listed
 MAX_FINDINGS = 100
 _CHUNK = 2000
+#: signature checks per pool task
+_VERIFY_BATCH = 32
 
 
 @dataclass(frozen=True)
@@ -109,6 +113,18 @@ class AuditReport:
         }
 
 
+@dataclass
+class _Prepared:
+    """A chunk after step 1: its rows, leaf hashes, parsed records and queued signature checks."""
+
+    rows: Sequence[EntryRow]
+    leaves: list[bytes] = field(default_factory=list)
+    parsed: list[SignedRecord | None] = field(default_factory=list)
+    verdicts: list[Future[list[bool | None]]] = field(default_factory=list)
+    #: step 1's findings (reason, where, message), reported when the chunk is replayed
+    findings: list[tuple[str, str, str]] = field(default_factory=list)
+
+
 class _Replay:
     def __init__(
         self, store: SqlStore, report: AuditReport, progress: Callable[[int], None] | None, workers: int
@@ -127,7 +143,43 @@ class _Replay:
 
     # -- steps 1 + 2 ------------------------------------------------------------------------
 
-    def _verify_signatures(self, parsed: Sequence[SignedRecord | None]) -> list[bool | None]:
+    def prepare(self, rows: Sequence[EntryRow]) -> _Prepared:
+        """Step 1 for ``rows`` and the start of their signature checks (in the pool).
+
+        Runs one chunk ahead of :meth:`finish`, so the pool verifies this chunk's
+        signatures while the previous chunk is replayed. Keys are looked up in the
+        state replayed so far: a key admitted by an entry not yet replayed is not
+        found, and that record's signature is checked in sequence by ``validate``.
+        Step 1's findings are kept with the chunk and reported by :meth:`finish`, so
+        the report stays in ledger order.
+        """
+        prepared = _Prepared(rows)
+        for row in rows:
+            where = f"entry {row.index}"
+            # 1. leaf hash and encoding
+            leaf = self.hasher.hash_leaf(row.data)
+            prepared.leaves.append(leaf)
+            if leaf != row.leaf_hash:
+                prepared.findings.append((reasons.ENTRY_HASH, where, "stored leaf hash is not SM3(0x00 || entry)"))
+            try:
+                signed = SignedRecord.from_bytes(row.data)
+            except CertLedgerError as exc:
+                prepared.findings.append((exc.reason, where, f"entry does not parse: {exc}"))
+                prepared.parsed.append(None)
+                continue
+            record = signed.record
+            if (row.record_hash, row.rtype, row.licence_id or "", row.agency_id or "") != (
+                record.record_hash(),
+                str(record.type),
+                record.licence_id,
+                record.agency,
+            ):
+                prepared.findings.append((reasons.ENTRY_HASH, where, "indexed columns do not match the entry"))
+            prepared.parsed.append(signed)
+        prepared.verdicts = self._verify_signatures(prepared.parsed)
+        return prepared
+
+    def _verify_signatures(self, parsed: Sequence[SignedRecord | None]) -> list[Future[list[bool | None]]]:
         """Parallel SM2 checks of licence records whose key is known; None = check in sequence."""
         jobs: list[tuple[SignedRecord, SM2PublicKey] | None] = []
         for signed in parsed:
@@ -138,45 +190,36 @@ class _Replay:
             key = agency.key(signed.record.key_id) if agency else None
             jobs.append((signed, key.public_key) if key else None)
 
-        def check(job: tuple[SignedRecord, SM2PublicKey] | None) -> bool | None:
-            if job is None:
-                return None
-            try:
-                job[0].verify_signature_by(job[1])
-            except CertLedgerError:
-                return False
-            return True
+        def check(batch: Sequence[tuple[SignedRecord, SM2PublicKey] | None]) -> list[bool | None]:
+            out: list[bool | None] = []
+            for job in batch:
+                if job is None:
+                    out.append(None)
+                    continue
+                try:
+                    job[0].verify_signature_by(job[1])
+                except CertLedgerError:
+                    out.append(False)
+                else:
+                    out.append(True)
+            return out
 
-        return list(self.pool.map(check, jobs))
+        # a few dozen checks per task: one future per record would cost more than the check's
+        # Python part
+        return [self.pool.submit(check, jobs[i : i + _VERIFY_BATCH]) for i in range(0, len(jobs), _VERIFY_BATCH)]
 
-    def entries(self, rows: Sequence[EntryRow], block_time: datetime | None) -> None:
-        """Steps 1 and 2 for ``rows``; ``block_time`` is None when their block header is unreadable."""
-        parsed: list[SignedRecord | None] = []
-        for row in rows:
-            where = f"entry {row.index}"
-            # 1. leaf hash and encoding
-            if self.hasher.hash_leaf(row.data) != row.leaf_hash:
-                self.report.add(reasons.ENTRY_HASH, where, "stored leaf hash is not SM3(0x00 || entry)")
-            try:
-                signed = SignedRecord.from_bytes(row.data)
-            except CertLedgerError as exc:
-                self.report.add(exc.reason, where, f"entry does not parse: {exc}")
-                parsed.append(None)
-                continue
-            record = signed.record
-            if (row.record_hash, row.rtype, row.licence_id or "", row.agency_id or "") != (
-                record.record_hash(),
-                str(record.type),
-                record.licence_id,
-                record.agency,
-            ):
-                self.report.add(reasons.ENTRY_HASH, where, "indexed columns do not match the entry")
-            parsed.append(signed)
-        verified = self._verify_signatures(parsed)
-        for row, maybe_signed, ok in zip(rows, parsed, verified, strict=True):
+    def finish(self, prepared: _Prepared, block_time: datetime | None) -> None:
+        """Step 2 for a prepared chunk; ``block_time`` is None when its block header is unreadable."""
+        for finding in prepared.findings:
+            self.report.add(*finding)
+        verified: list[bool | None] = []
+        for future in prepared.verdicts:
+            verified += future.result()
+        rows = prepared.rows
+        for row, leaf, maybe_signed, ok in zip(rows, prepared.leaves, prepared.parsed, verified, strict=True):
             where = f"entry {row.index}"
             # the leaf goes into the tree whatever it says: the tree commits to bytes
-            self.pending_nodes.extend(self.range.append(self.hasher.hash_leaf(row.data)))
+            self.pending_nodes.extend(self.range.append(leaf))
             if maybe_signed is None:
                 continue
             signed = maybe_signed
@@ -314,6 +357,54 @@ def _blocks_with_entries(
         yield height, block, rows
 
 
+@dataclass(frozen=True)
+class _Chunk:
+    """Up to _CHUNK entries of one block; ``first``/``last`` mark the block's first and last chunk."""
+
+    height: int
+    stored: Block | CertLedgerError
+    rows: list[EntryRow]
+    first: bool
+    last: bool
+
+
+def _chunks_of_blocks(store: SqlStore, conn: Any) -> Iterator[_Chunk]:
+    for height, stored, rows in _blocks_with_entries(store, conn):
+        starts = range(0, len(rows), _CHUNK) if rows else range(1)
+        for start in starts:
+            yield _Chunk(height, stored, rows[start : start + _CHUNK], start == 0, start + _CHUNK >= len(rows))
+
+
+def _replay_chunk(
+    replay: _Replay, report: AuditReport, conn: Any, prev: Block | None, chunk: _Chunk, prepared: _Prepared
+) -> Block | None:
+    """Steps 2-4 for one prepared chunk, in ledger order; returns the block to link the next one to."""
+    height = chunk.height
+    block = chunk.stored if isinstance(chunk.stored, Block) else None
+    if chunk.first:
+        if isinstance(chunk.stored, CertLedgerError):
+            report.add(chunk.stored.reason, f"block {height}", f"block header cannot be read: {chunk.stored}")
+        elif height > 0:
+            replay.block(height, prev, chunk.stored)
+        if block is not None and chunk.rows and chunk.rows[0].index != block.header.first_index:
+            report.add(
+                reasons.BLOCK_SIZE,
+                f"entry {chunk.rows[0].index}",
+                f"block {height} should start at entry {block.header.first_index}",
+            )
+    if chunk.rows:
+        replay.finish(prepared, block.header.time if block else None)
+        replay.compare_nodes(conn)
+    if not chunk.last:
+        return prev
+    if block is not None:
+        if height == 0:
+            replay.block(0, None, block)
+        replay.block_end(height, block)
+    report.blocks += 1
+    return block
+
+
 def audit(store: SqlStore, *, progress: Callable[[int], None] | None = None, workers: int | None = None) -> AuditReport:
     """Replay-verify the whole ledger; the report lists findings, first bad place first."""
     report = AuditReport()
@@ -323,29 +414,15 @@ def audit(store: SqlStore, *, progress: Callable[[int], None] | None = None, wor
         with store.read() as conn:
             report.origin = store.meta_get(conn, "origin") or ""
             prev: Block | None = None
-            for height, stored, rows in _blocks_with_entries(store, conn):
-                block: Block | None = None
-                if isinstance(stored, CertLedgerError):
-                    report.add(stored.reason, f"block {height}", f"block header cannot be read: {stored}")
-                else:
-                    block = stored
-                    if height > 0:
-                        replay.block(height, prev, block)
-                if block is not None and rows and rows[0].index != block.header.first_index:
-                    report.add(
-                        reasons.BLOCK_SIZE,
-                        f"entry {rows[0].index}",
-                        f"block {height} should start at entry {block.header.first_index}",
-                    )
-                for start in range(0, len(rows), _CHUNK):
-                    replay.entries(rows[start : start + _CHUNK], block.header.time if block else None)
-                    replay.compare_nodes(conn)
-                if block is not None:
-                    if height == 0:
-                        replay.block(0, None, block)
-                    replay.block_end(height, block)
-                report.blocks += 1
-                prev = block
+            # one chunk is prepared (parsed, its signatures queued in the pool) ahead of the
+            # one being replayed: the pool's SM2 checks overlap the sequential replay
+            ahead: deque[tuple[_Chunk, _Prepared]] = deque()
+            for chunk in _chunks_of_blocks(store, conn):
+                ahead.append((chunk, replay.prepare(chunk.rows)))
+                if len(ahead) > 1:
+                    prev = _replay_chunk(replay, report, conn, prev, *ahead.popleft())
+            while ahead:
+                prev = _replay_chunk(replay, report, conn, prev, *ahead.popleft())
             size = store.tree_size(conn)
             if size != replay.range.size:
                 report.add(
@@ -403,16 +480,24 @@ def _checkpoints(conn: Any, replay: _Replay, report: AuditReport) -> None:
 
 
 def _derived(conn: Any, replay: _Replay, report: AuditReport) -> None:
-    # 6. derived tables equal the replayed state
-    stored = {str(r.licence_id): json.loads(r.data) for r in conn.execute(select(t.st_licences))}
-    rebuilt = {k: v.to_json() for k, v in replay.state.licences.items()}
-    for lid in sorted(set(stored) | set(rebuilt)):
-        if stored.get(lid) != rebuilt.get(lid):
-            report.add(
-                reasons.STATE_DERIVED,
-                f"licence {lid}",
-                "stored licence state differs from replay (run `certledger rebuild`)",
-            )
+    # 6. derived tables equal the replayed state; stored licence rows are streamed (a
+    # million-entry ledger would otherwise hold every licence twice more in memory)
+    rebuilt = replay.state.licences
+    seen: set[str] = set()
+    differ: list[str] = []
+    for r in conn.execute(select(t.st_licences.c.licence_id, t.st_licences.c.data)):
+        lid = str(r.licence_id)
+        seen.add(lid)
+        lic = rebuilt.get(lid)
+        if lic is None or json.loads(r.data) != lic.to_json():
+            differ.append(lid)
+    differ += [lid for lid in rebuilt if lid not in seen]
+    for lid in sorted(differ):
+        report.add(
+            reasons.STATE_DERIVED,
+            f"licence {lid}",
+            "stored licence state differs from replay (run `certledger rebuild`)",
+        )
     stored_ag = {str(r.agency_id): json.loads(r.data) for r in conn.execute(select(t.st_agencies))}
     rebuilt_ag = {k: v.to_json() for k, v in replay.state.agencies.items()}
     if stored_ag != rebuilt_ag:

@@ -48,6 +48,7 @@ __all__ = [
     "REASON_UTF8",
     "canonical_bytes",
     "parse_canonical",
+    "reencode_parsed",
 ]
 
 # -- reason codes (stable; see docs/reason-codes.md) ---------------------------------------
@@ -305,6 +306,22 @@ _C_ENCODER: Final = json.JSONEncoder(
     separators=(",", ":"),
     default=_no_default,
 )
+
+
+def reencode_parsed(value: Any) -> bytes:
+    """:func:`canonical_bytes` for a value built from :func:`parse_canonical` output, at C speed.
+
+    Only for values whose leaves are exact ``str``, ``bool``, ``None`` and integers within
+    +-(2**53 - 1) under exact ``dict``/``list`` containers with ``str`` keys — what the strict
+    decoder returns with ``allow_floats=False``, plus plain ``str``/``int`` fields a model adds.
+    For those, json's C encoder writes RFC 8785 bytes except for the member order of names
+    above U+FFFF, so any output holding such a character is redone by :func:`canonical_bytes`.
+    (Given a float or a huge integer it would *not* match; callers guarantee there is none.)
+    """
+    out = _to_utf8(_C_ENCODER.encode(value))
+    if _NON_BMP_LEAD.search(out) is not None:
+        return canonical_bytes(value)
+    return out
 
 
 # ===========================================================================================
