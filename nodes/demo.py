@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import secrets
 import shutil
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -322,7 +323,7 @@ def _verify_files(st: DemoState, node: LocalNode, ids: dict[str, str]) -> None:
         )
         failed = [c for c in result.checks if not c.ok]
         why = f" [{failed[0].reason}]" if failed else ""
-        st.say(f"  {label:<52} {result.verdict.upper():<10}{why}")
+        st.say(f"  {label:<54} {result.verdict.upper():<10}{why}")
         if result.verdict != expected:
             raise AssertionError(f"{label}: expected {expected}, got {result.verdict}")
 
@@ -389,7 +390,10 @@ def _proofs(st: DemoState, node: LocalNode, ids: dict[str, str]) -> None:
         for it in items:
             verify_inclusion(ledger.hasher, it.index, size, it.proof.leaf_hash, list(it.proof.path), root)
         kinds = " -> ".join(str(it.record.record.type) for it in items)
-        st.say(f"{lic.status:<9} v{lic.version}  {kinds}  ({len(items)} inclusion proofs verified)  [{label}]")
+        face = st.issued[lid][-1][0].licence
+        proofs = f"{len(items)} inclusion proof{'s' if len(items) != 1 else ''} verified"
+        st.say(f"{face.name} of {face.holder}  [{label}]")
+        st.say(f"  {lic.status:<9} v{lic.version}  {kinds}  ({proofs} against tree size {size})")
     old = 3
     path = ledger.consistency_proof(old, size)
     verify_consistency(ledger.hasher, old, size, ledger.root(old), root, path)
@@ -412,6 +416,13 @@ def _audit(st: DemoState, node: LocalNode) -> None:
     )
     if not report.ok:
         raise AssertionError("the demo ledger failed its own audit")
+
+
+def _cli_name() -> str:
+    """``certledger`` when it is on PATH, else the console script that runs (``.venv/bin/certledger``)."""
+    if shutil.which("certledger") is None and Path(sys.argv[0]).name == "certledger":
+        return sys.argv[0]
+    return "certledger"
 
 
 def run_demo(workdir: Path, say: Callable[[str], None]) -> tuple[DemoState, NodeConfig]:
@@ -438,5 +449,5 @@ def run_demo(workdir: Path, say: Callable[[str], None]) -> tuple[DemoState, Node
     finally:
         node.close()
     say(f"\nall demo files are in {workdir} (node home: {cfg.home}; key passphrase in {workdir / 'passphrase'})")
-    say(f"try: certledger verify --home {cfg.home} {workdir}/licences/forged.ofd")
+    say(f"try: {_cli_name()} verify --home {cfg.home} {workdir}/licences/forged.ofd")
     return st, cfg

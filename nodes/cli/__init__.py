@@ -9,6 +9,7 @@ reportlab or FastAPI (ADR 0008).
 from __future__ import annotations
 
 import importlib
+import warnings
 from typing import Any
 
 import click
@@ -47,7 +48,42 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
 }
 
 
+class OneLineError(click.ClickException):
+    """A click usage/parameter error shown as ``certledger: error: ...`` on one line (exit code kept)."""
+
+    def __init__(self, exc: click.ClickException) -> None:
+        message = " ".join(exc.format_message().split())
+        ctx = getattr(exc, "ctx", None)
+        if isinstance(exc, click.UsageError) and ctx is not None:
+            message += f" (see '{ctx.command_path} --help')"
+        super().__init__(message)
+        # click declares exit_code a ClassVar; this instance keeps the original's (2 for usage errors)
+        setattr(self, "exit_code", exc.exit_code)  # noqa: B010
+
+    def show(self, file: Any = None) -> None:
+        click.echo(f"certledger: error: {self.message}", err=True, file=file)
+
+
 class LazyGroup(click.Group):
+    def make_context(
+        self, info_name: str | None, args: list[str], parent: click.Context | None = None, **extra: Any
+    ) -> click.Context:
+        try:
+            return super().make_context(info_name, args, parent, **extra)
+        except OneLineError:
+            raise
+        except click.ClickException as exc:
+            raise OneLineError(exc) from None
+
+    def invoke(self, ctx: click.Context) -> Any:
+        # a subcommand's own parsing (and any click error a command raises) happens in here
+        try:
+            return super().invoke(ctx)
+        except OneLineError:
+            raise
+        except click.ClickException as exc:
+            raise OneLineError(exc) from None
+
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(COMMANDS)
 
@@ -86,4 +122,8 @@ def cli(log_level: str | None, log_format: str | None) -> None:
 
 
 def main() -> None:
+    # pyhanko imports cryptography's DSA names at import time; cryptography >= 45 warns about
+    # that on every run. It is not ours and not actionable by a user, and it would break the
+    # one-line error contract of the CLI, so library warnings stay out of the CLI's stderr.
+    warnings.filterwarnings("ignore", message="DSA is deprecated")
     cli(prog_name="certledger")

@@ -29,6 +29,10 @@ def demo(workdir: Path, no_serve: bool, host: str, port: int) -> None:
     """
     from nodes.demo import run_demo
 
+    if not no_serve:
+        from nodes.cli.serve_cmd import _check_bindable
+
+        _check_bindable(host, port)  # before the demo's 20 s of work, not after
     _, cfg = run_demo(workdir, click.echo)
     if no_serve:
         return

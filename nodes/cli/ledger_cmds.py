@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -287,6 +288,10 @@ def record_new(
         payload = json.loads(read_input(payload_path))
     except (ValueError, UnicodeDecodeError) as exc:
         raise InvalidInputError(f"payload is not valid JSON: {exc}", reason="record.malformed") from None
+    if not isinstance(payload, dict):
+        raise InvalidInputError(
+            f"payload must be a JSON object, not {type(payload).__name__}", reason="record.malformed"
+        )
     if not origin:
         origin = load_config(home).origin
     passphrase = read_passphrase(passphrase_file)
@@ -306,6 +311,8 @@ def record_new(
         click.echo(data.decode("utf-8"))
     else:
         out.write_bytes(data + b"\n")
+        who = "the governance authority" if governance else agency_id
+        click.echo(f"wrote {out}: {kind} record signed by {who} (submit it with `certledger submit {out}`)", err=True)
 
 
 @click.command()
@@ -422,8 +429,9 @@ def history(home: Path | None, licence_id: str, as_json: bool) -> None:
 @click.command()
 @home_option
 @click.option("--size", type=int, help="Checkpoint at this tree size (default: latest).")
+@json_option
 @handle_errors
-def checkpoint(home: Path | None, size: int | None) -> None:
+def checkpoint(home: Path | None, size: int | None, as_json: bool) -> None:
     """Print a signed checkpoint (C2SP signed note)."""
     with _node(home, write=False) as node:
         if size is None:
@@ -433,6 +441,18 @@ def checkpoint(home: Path | None, size: int | None) -> None:
             if found is None:
                 raise InvalidInputError(f"no checkpoint at tree size {size}", reason="checkpoint.unknown")
             note = found
+    if as_json:
+        origin, tree_size, root_b64 = note.split("\n", 3)[:3]
+        emit(
+            {
+                "origin": origin,
+                "tree_size": int(tree_size),
+                "root": base64.b64decode(root_b64).hex(),
+                "note": note,
+            },
+            True,
+        )
+        return
     click.echo(note, nl=False)
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import os
+import socket
 from pathlib import Path
 
 import click
@@ -41,12 +43,14 @@ def serve(
 
     cfg = load_config(home)
     bind_host, bind_port = host or cfg.api_host, port or cfg.api_port
+    _check_bindable(bind_host, bind_port)
     if workers > 1:
         if not read_only:
             raise InvalidInputError(
                 "--workers > 1 needs --read-only: a single process must own the sequencer", reason="config.invalid"
             )
         api_settings(cfg)  # fail here, once, on a bad knob rather than in every worker
+        _announce(cfg.origin, bind_host, bind_port, read_only)
         # the workers are fresh interpreters: they find the node through the environment
         os.environ["CERTLEDGER_HOME"] = str(cfg.home.resolve())
         uvicorn.run(
@@ -60,10 +64,41 @@ def serve(
         )
         return
     app, closer = build_app(cfg, None if read_only else read_passphrase(passphrase_file), read_only=read_only)
+    _announce(cfg.origin, bind_host, bind_port, read_only)
     try:
         uvicorn.run(app, host=bind_host, port=bind_port, log_level="warning", access_log=False)
     finally:
         closer()
+
+
+def _check_bindable(host: str, port: int) -> None:
+    """Fail with one line now, rather than with uvicorn's log line and exit 3 later."""
+    if not 0 < port < 65536:
+        raise InvalidInputError(f"--port {port} is not a TCP port (1-65535)", reason="config.invalid")
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise InvalidInputError(f"cannot resolve --host {host}: {exc.strerror}", reason="config.invalid") from None
+    family, kind, proto, _, addr = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does
+        try:
+            probe.bind(addr)
+        except OSError as exc:
+            why = "address already in use" if exc.errno == errno.EADDRINUSE else (exc.strerror or str(exc))
+            raise InvalidInputError(
+                f"cannot listen on {host}:{port}: {why} (choose another --port)", reason="config.invalid"
+            ) from None
+
+
+def _announce(origin: str, host: str, port: int, read_only: bool) -> None:
+    shown = f"[{host}]" if ":" in host else host
+    mode = " (read-only)" if read_only else ""
+    click.echo(
+        f"serving {origin or 'the ledger'}{mode} on http://{shown}:{port}/ "
+        "(API /v1, OpenAPI /docs and /openapi.json); Ctrl-C to stop",
+        err=True,
+    )
 
 
 def register(group: click.Group) -> None:

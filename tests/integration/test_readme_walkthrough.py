@@ -1,0 +1,220 @@
+"""The README, followed as a new user would: its command blocks run as written.
+
+The ``sh`` blocks of "Using the ledger" and "Licence files (PDF and OFD)" run in one
+bash script (``set -euo pipefail``) in an empty directory, with the installed
+console script on PATH, exactly as the README has them. Then the "Verification API"
+block: ``certledger serve`` in the background on a free loopback port, ``genesis``
+and ``remote status`` against it, and the server is stopped. Bad input everywhere
+ends in one ``certledger: error: ...`` line, a non-zero exit and no traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.conftest import REPO_ROOT, CliResult, RunCli
+
+README = REPO_ROOT / "README.md"
+LICENCE_ID = "1.2.156.3005.2.11100000000000001M001.11440300MB2C54301Y.440300000202501150001"
+NUMBER = "440300000202501150001"
+
+
+def _section_blocks(title: str) -> list[str]:
+    text = README.read_text(encoding="utf-8")
+    match = re.search(rf"^## {re.escape(title)}\n(.*?)(?=^## |\Z)", text, re.M | re.S)
+    assert match, f"README has no section {title!r}"
+    blocks = re.findall(r"^```sh\n(.*?)^```", match.group(1), re.M | re.S)
+    assert blocks, f"README section {title!r} has no sh block"
+    return blocks
+
+
+def _env(workdir: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CERTLEDGER_")}
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    env["HOME"] = str(workdir)  # nothing the walkthrough writes lands in the real home
+    return env
+
+
+@pytest.fixture(scope="module")
+def walked(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.CompletedProcess[str]]:
+    """Run the two README sections once, as one shell session."""
+    workdir = tmp_path_factory.mktemp("readme")
+    script = "set -euo pipefail\nset -x\n" + "\n".join(
+        _section_blocks("Using the ledger") + _section_blocks("Licence files (PDF and OFD)")
+    )
+    proc = subprocess.run(
+        ["bash", "-c", script], cwd=workdir, env=_env(workdir), capture_output=True, text=True, timeout=600,
+        check=False,
+    )
+    return workdir, proc
+
+
+def _node_env(workdir: Path) -> dict[str, str]:
+    return {
+        "CERTLEDGER_HOME": str(workdir / "mynode"),
+        "CERTLEDGER_PASSPHRASE": (workdir / "pass.txt").read_text(),
+        "HOME": str(workdir),
+    }
+
+
+def test_readme_ledger_and_licence_blocks_run_as_written(walked: tuple[Path, Any]) -> None:
+    workdir, proc = walked
+    assert proc.returncode == 0, f"README walkthrough failed:\n{proc.stderr[-4000:]}"
+    assert "Traceback" not in proc.stderr
+    out = proc.stdout
+    assert "accepted issue.rec: entry 2" in out and "accepted revoke.rec: entry 3" in out
+    assert "LIC-4403-0001: REVOKED" in out
+    assert "audit PASSED" in out
+    assert f"ISSUE {LICENCE_ID}.001.O" in out
+    assert out.count(f"{NUMBER}.ofd: VALID") == 1 and out.count(f"{NUMBER}.pdf: VALID") == 1
+    for name in ("audit.pdf", "genesis.json", "copy.ofd", f"out/{NUMBER}.pdf", f"out/{NUMBER}.ofd", "agency.esl"):
+        assert (workdir / name).is_file(), name
+
+
+def test_readme_converted_copy_is_unsealed(walked: tuple[Path, Any], run_cli: RunCli) -> None:
+    workdir, proc = walked
+    assert proc.returncode == 0
+    result = run_cli("verify", "copy.ofd", "--roots", "province-root.pem", "--json", env=_node_env(workdir),
+                     cwd=workdir)  # fmt: skip
+    assert result.rc == 1  # as the README says: not "valid", and why
+    assert result.json["verdict"] == "forged"
+    assert any(c["reason"] == "seal.missing" for c in result.json["checks"])
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def served(walked: tuple[Path, Any]) -> Iterator[tuple[Path, str, subprocess.Popen[bytes]]]:
+    workdir, proc = walked
+    assert proc.returncode == 0
+    port = _free_port()
+    script = Path(sys.executable).with_name("certledger")
+    env = {**_env(workdir), **_node_env(workdir)}
+    server = subprocess.Popen([str(script), "serve", "--port", str(port)], cwd=workdir, env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert server.poll() is None, server.stderr.read().decode() if server.stderr else ""
+            try:
+                if httpx.get(f"{url}/openapi.json", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "certledger serve did not come up"
+            time.sleep(0.2)
+        yield workdir, url, server
+    finally:
+        if server.poll() is None:
+            server.send_signal(signal.SIGINT)
+            try:
+                server.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                server.kill()
+                server.wait()
+
+
+def test_readme_api_block(served: tuple[Path, str, subprocess.Popen[bytes]], run_cli: RunCli) -> None:
+    workdir, url, server = served
+    blocks = _section_blocks("Verification API and other provinces")
+    assert "certledger serve --port 8600" in blocks[0]
+    assert "certledger remote status --url http://127.0.0.1:8600 --genesis genesis.json LICENCE_ID" in blocks[0]
+    env = _node_env(workdir)
+    assert run_cli("genesis", "--out", "genesis.json", env=env, cwd=workdir).rc == 0
+    for licence_id, status in ((LICENCE_ID, "ACTIVE"), ("LIC-4403-0001", "REVOKED")):
+        result = run_cli("remote", "status", "--url", url, "--genesis", "genesis.json", licence_id, "--json",
+                         env=env, cwd=workdir)  # fmt: skip
+        assert result.rc == 0, result.stderr
+        assert result.json["status"] == status and result.json["licence_id"] == licence_id
+        assert all(c["ok"] for c in result.json["checks"]), result.json["checks"]
+    checked = run_cli("verify", f"out/{NUMBER}.pdf", "--remote", url, "--genesis", "genesis.json",
+                      "--roots", "province-root.pem", env=env, cwd=workdir)  # fmt: skip
+    assert checked.rc == 0 and f"{NUMBER}.pdf: VALID" in checked.text, checked.stderr
+    # a second server on the same port: one line, not uvicorn's log and exit 3
+    again = run_cli("serve", "--port", url.rsplit(":", 1)[1], env=env, cwd=workdir)
+    again.assert_error("config.invalid", rc=2)
+    assert "already in use" in again.stderr
+    # it said where it listens, and stops on Ctrl-C
+    server.send_signal(signal.SIGINT)
+    server.wait(timeout=20)
+    assert server.stderr is not None
+    assert f"on {url}/" in server.stderr.read().decode()
+
+
+def test_bad_input_is_one_line(walked: tuple[Path, Any], run_cli: RunCli) -> None:
+    workdir, proc = walked
+    assert proc.returncode == 0
+    env = _node_env(workdir)
+    (workdir / "bad.json").write_text("{bad")
+    (workdir / "list.json").write_text("[1, 2]")
+    (workdir / "wrong.txt").write_text("not the passphrase")
+    rec = ("record", "new", "--type", "ISSUE", "--agency", "11440300MB2C54301Y", "--key", "agency.pem")
+    cases: list[tuple[tuple[str, ...], str | None]] = [
+        (("submit", "missing.rec"), "io"),
+        (("submit", "bad.json"), None),
+        (("submit", "list.json"), None),
+        ((*rec, "--payload", "bad.json"), "record.malformed"),
+        ((*rec, "--payload", "list.json"), "record.malformed"),
+        ((*rec, "--payload", "missing.json"), "io"),
+        ((*rec, "--payload", "issue.json", "--passphrase-file", "wrong.txt"), "key.passphrase"),
+        (("status", "NO-SUCH-LICENCE"), "state.unknown_licence"),
+        (("history", "NO-SUCH-LICENCE", "--json"), "state.unknown_licence"),
+        (("proof", "inclusion", "999"), None),
+        (("checkpoint", "--size", "999"), None),
+        (("verify", "missing.pdf"), None),  # a click usage error, also one line now
+        (("verify", "bad.json", "--roots", "province-root.pem"), None),
+        (("issue", "bad.json", "--agency-key", "agency.pem", "--agency-cert", "agency.crt", "--seal", "agency.esl"),
+         "licence.malformed"),
+        (("issue", "licence.json", "--agency-key", "agency.pem", "--agency-cert", "agency.crt", "--seal",
+          "agency.esl", "--passphrase-file", "wrong.txt"), "key.passphrase"),
+        (("issue", "licence.json", "--agency-key", "agency.pem", "--agency-cert", "agency.crt", "--seal",
+          "agency.esl", "--out-dir", "again"), "state.already_issued"),
+        (("no-such-command",), None),
+        (("status",), None),  # missing argument
+        (("proof", "inclusion", "-1"), None),
+        (("record", "new", "--type", "BOGUS", "--key", "agency.pem", "--payload", "issue.json"), None),
+    ]  # fmt: skip
+    results: list[CliResult] = [run_cli(*args, env=env, cwd=workdir) for args, _ in cases]
+    for (args, reason), result in zip(cases, results, strict=True):
+        try:
+            result.assert_error(reason)
+        except AssertionError as exc:
+            raise AssertionError(f"certledger {' '.join(args)}: {exc}") from None
+
+
+def test_checkpoint_json_and_record_new_says_what_it_wrote(walked: tuple[Path, Any], run_cli: RunCli) -> None:
+    workdir, proc = walked
+    assert proc.returncode == 0
+    env = _node_env(workdir)
+    cp = run_cli("checkpoint", "--json", env=env, cwd=workdir)
+    assert cp.rc == 0, cp.stderr
+    data = json.loads(cp.stdout)
+    plain = run_cli("checkpoint", env=env, cwd=workdir)
+    assert data["note"] == plain.text
+    assert data["origin"] == "gd.certledger.example/licences" and data["tree_size"] == int(plain.text.split("\n")[1])
+    assert len(bytes.fromhex(data["root"])) == 32
+    payload = {"licence_id": LICENCE_ID, "reason_code": "inspection", "reason_text": "核查"}
+    made = run_cli("record", "new", "--type", "SUSPEND", "--agency", "11440300MB2C54301Y", "--key", "agency.pem",
+                   "--payload", "-", "--out", "suspend.rec", env=env, cwd=workdir,
+                   input=json.dumps(payload).encode())  # fmt: skip
+    assert made.rc == 0, made.stderr
+    assert made.stdout == b"" and "wrote suspend.rec: SUSPEND record" in made.stderr
+    assert (workdir / "suspend.rec").is_file()
