@@ -16,9 +16,10 @@ Steps (each finding names the step's reason code and the first place it failed):
 6. Derived state: the stored licence, agency and node tables equal the state
    rebuilt by replay.
 
-Nothing here writes. Signature checks run in a thread pool (libcrypto
-releases the GIL), one chunk ahead of the sequential pass that does
-everything else, so the two overlap.
+Nothing here writes. Licence records' signature checks run in a pool one
+chunk ahead of the sequential pass that does everything else, so the two
+overlap: worker processes for a large ledger (threads would contend for the
+GIL with the replay), threads for a small one (no start-up cost).
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from typing import Any
 from sqlalchemy import LargeBinary, cast, select
 
 from ledger import reasons
+from ledger.audit_verify import Job, ProcessVerifier, verify_batch
 from ledger.blocks import Block, BlockHeader, check_link
 from ledger.checkpoint import open_checkpoint
 from ledger.identity import checkpoint_verifiers
@@ -47,13 +49,16 @@ from ledger.store import schema as t
 from ledger.store.sql import EntryRow, SqlStore
 from ledger.validation import validate
 from signing.errors import CertLedgerError
-from signing.sm2 import SM2PublicKey
 
 #: findings beyond this many are counted, not listed
 MAX_FINDINGS = 100
 _CHUNK = 2000
-#: signature checks per pool task
-_VERIFY_BATCH = 32
+#: signature checks per task: each costs a future (and for a process, a pipe round trip); the
+#: replay thread steals whole process batches, so they stay small (64 checks = ~20 ms)
+_THREAD_BATCH = 32
+_PROCESS_BATCH = 64
+#: ledgers at least this large verify in worker processes (start-up ~0.1 s, repaid by ~1000 checks)
+PROCESS_MIN_ENTRIES = 4096
 
 
 @dataclass(frozen=True)
@@ -127,7 +132,12 @@ class _Prepared:
 
 class _Replay:
     def __init__(
-        self, store: SqlStore, report: AuditReport, progress: Callable[[int], None] | None, workers: int
+        self,
+        store: SqlStore,
+        report: AuditReport,
+        progress: Callable[[int], None] | None,
+        workers: int,
+        processes: bool,
     ) -> None:
         self.store = store
         self.report = report
@@ -135,7 +145,22 @@ class _Replay:
         self.state = MemoryState()
         self.hasher = TreeHasher()
         self.range = CompactRange(self.hasher)
-        self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="audit")
+        self.submit: Callable[[list[Job | None]], Future[list[bool | None]]]
+        self.result: Callable[[Future[list[bool | None]]], list[bool | None]]
+        self.close: Callable[[], None]
+        if processes:
+            # the replay's own thread verifies too (ProcessVerifier.result): one process fewer
+            verifier = ProcessVerifier(max(1, workers - 1))
+            self.submit, self.result = verifier.submit, verifier.result
+            self.close, self.batch = verifier.shutdown, _PROCESS_BATCH
+            # a deeper queue: a worker never waits for the replay to prepare its next batch
+            self.ahead = 3
+        else:
+            pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="audit")
+            self.submit = lambda jobs: pool.submit(verify_batch, jobs)
+            self.result = lambda future: future.result()
+            self.close, self.batch = pool.shutdown, _THREAD_BATCH
+            self.ahead = 1
         #: recomputed full nodes not yet compared with the stored ones
         self.pending_nodes: list[tuple[tuple[int, int], bytes]] = []
         self.roots: dict[int, bytes] = {0: self.hasher.empty_root()}
@@ -180,33 +205,25 @@ class _Replay:
         return prepared
 
     def _verify_signatures(self, parsed: Sequence[SignedRecord | None]) -> list[Future[list[bool | None]]]:
-        """Parallel SM2 checks of licence records whose key is known; None = check in sequence."""
-        jobs: list[tuple[SignedRecord, SM2PublicKey] | None] = []
+        """Pool SM2 checks of licence records whose key is known; None = check in sequence."""
+        jobs: list[Job | None] = []
         for signed in parsed:
-            if signed is None or signed.record.type in GOVERNANCE_TYPES:
-                jobs.append(None)
-                continue
-            agency = self.state.agency(signed.record.agency)
-            key = agency.key(signed.record.key_id) if agency else None
-            jobs.append((signed, key.public_key) if key else None)
+            jobs.append(self._job(signed) if signed is not None else None)
+        return [self.submit(jobs[i : i + self.batch]) for i in range(0, len(jobs), self.batch)]
 
-        def check(batch: Sequence[tuple[SignedRecord, SM2PublicKey] | None]) -> list[bool | None]:
-            out: list[bool | None] = []
-            for job in batch:
-                if job is None:
-                    out.append(None)
-                    continue
-                try:
-                    job[0].verify_signature_by(job[1])
-                except CertLedgerError:
-                    out.append(False)
-                else:
-                    out.append(True)
-            return out
-
-        # a few dozen checks per task: one future per record would cost more than the check's
-        # Python part
-        return [self.pool.submit(check, jobs[i : i + _VERIFY_BATCH]) for i in range(0, len(jobs), _VERIFY_BATCH)]
+    def _job(self, signed: SignedRecord) -> Job | None:
+        record = signed.record
+        if record.type in GOVERNANCE_TYPES:
+            return None
+        agency = self.state.agency(record.agency)
+        key = agency.key(record.key_id) if agency else None
+        if key is None:
+            return None
+        for s in signed.signatures:
+            if s.key_id == record.key_id:
+                x, y = key.public_key.point
+                return (record.signed_bytes(), s.sig, x, y)
+        return None
 
     def finish(self, prepared: _Prepared, block_time: datetime | None) -> None:
         """Step 2 for a prepared chunk; ``block_time`` is None when its block header is unreadable."""
@@ -214,7 +231,12 @@ class _Replay:
             self.report.add(*finding)
         verified: list[bool | None] = []
         for future in prepared.verdicts:
-            verified += future.result()
+            try:
+                verified += self.result(future)
+            except Exception:  # a broken pool must not stop the audit
+                # a worker that died (or a pool that broke) decided nothing: those records'
+                # signatures are checked in sequence by validate, like any unknown key
+                verified += [None] * min(self.batch, len(prepared.rows) - len(verified))
         rows = prepared.rows
         for row, leaf, maybe_signed, ok in zip(rows, prepared.leaves, prepared.parsed, verified, strict=True):
             where = f"entry {row.index}"
@@ -298,14 +320,11 @@ class _Replay:
     def compare_nodes(self, conn: Any) -> None:
         if not self.pending_nodes:
             return
-        keys = [k for k, _ in self.pending_nodes]
-        try:
-            stored = self.store.get_nodes_conn(conn, keys)
-        except CertLedgerError as exc:
-            self.report.add(reasons.TREE_NODE, "tree", str(exc))
-            stored = []
-        for (key, expected), got in zip(self.pending_nodes, stored, strict=False):
-            if expected != got:
+        stored = self.store.get_node_runs_conn(conn, [k for k, _ in self.pending_nodes])
+        for (key, expected), got in zip(self.pending_nodes, stored, strict=True):
+            if got is None:
+                self.report.add(reasons.TREE_NODE, f"tree node {key}", "stored node is missing")
+            elif expected != got:
                 self.report.add(reasons.TREE_NODE, f"tree node {key}", "stored node differs from the recomputed node")
         self.pending_nodes.clear()
 
@@ -405,11 +424,25 @@ def _replay_chunk(
     return block
 
 
-def audit(store: SqlStore, *, progress: Callable[[int], None] | None = None, workers: int | None = None) -> AuditReport:
-    """Replay-verify the whole ledger; the report lists findings, first bad place first."""
+def audit(
+    store: SqlStore,
+    *,
+    progress: Callable[[int], None] | None = None,
+    workers: int | None = None,
+    processes: bool | None = None,
+) -> AuditReport:
+    """Replay-verify the whole ledger; the report lists findings, first bad place first.
+
+    ``processes``: verify signatures in worker processes (True), threads (False), or
+    processes from :data:`PROCESS_MIN_ENTRIES` entries on (None). The findings are the same.
+    """
     report = AuditReport()
     started = time.perf_counter()
-    replay = _Replay(store, report, progress, workers or min(4, os.cpu_count() or 2))
+    with store.read() as conn:
+        stored_size = store.tree_size(conn)
+    if processes is None:
+        processes = stored_size >= PROCESS_MIN_ENTRIES
+    replay = _Replay(store, report, progress, workers or min(4, os.cpu_count() or 2), processes)
     try:
         with store.read() as conn:
             report.origin = store.meta_get(conn, "origin") or ""
@@ -419,7 +452,9 @@ def audit(store: SqlStore, *, progress: Callable[[int], None] | None = None, wor
             ahead: deque[tuple[_Chunk, _Prepared]] = deque()
             for chunk in _chunks_of_blocks(store, conn):
                 ahead.append((chunk, replay.prepare(chunk.rows)))
-                if len(ahead) > 1:
+                # the genesis block is replayed at once: its agencies' keys let the next
+                # chunk's signatures go to the pool instead of being checked in sequence
+                if len(ahead) > replay.ahead or chunk.height == 0:
                     prev = _replay_chunk(replay, report, conn, prev, *ahead.popleft())
             while ahead:
                 prev = _replay_chunk(replay, report, conn, prev, *ahead.popleft())
@@ -439,7 +474,7 @@ def audit(store: SqlStore, *, progress: Callable[[int], None] | None = None, wor
                 report.licences[str(lic.status)] = report.licences.get(str(lic.status), 0) + 1
             report.evidence = store.evidence(conn)
     finally:
-        replay.pool.shutdown(wait=True)
+        replay.close()
     report.seconds = time.perf_counter() - started
     return report
 

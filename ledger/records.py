@@ -101,6 +101,9 @@ def _bad(message: str, reason: str = reasons.RECORD_MALFORMED) -> InvalidInputEr
 def format_time(t: datetime) -> str:
     if t.tzinfo is None:
         raise ValueError("naive datetime")
+    if t.tzinfo is UTC and t.microsecond == 0 and t.year >= 1000:
+        # what every parsed time is: isoformat gives the same text ~4x faster than strftime
+        return t.isoformat()[:19] + "Z"
     return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
@@ -498,7 +501,17 @@ class SignedRecord:
         if len(data) > MAX_ENTRY_BYTES:
             raise _bad(f"record is {len(data)} bytes; the limit is {MAX_ENTRY_BYTES}", reasons.RECORD_TOO_LARGE)
         try:
-            obj = parse_canonical(data, max_bytes=MAX_ENTRY_BYTES, max_depth=MAX_ENTRY_DEPTH)
+            # fast path: the final byte comparison below refuses every non-canonical input
+            # (duplicate names included), so the parser's own form checks are redundant here
+            return cls._from_bytes(data, check_form=False)
+        except InvalidInputError:
+            # refused: the exact path says why, with the same reason as it always did
+            return cls._from_bytes(data, check_form=True)
+
+    @classmethod
+    def _from_bytes(cls, data: bytes, *, check_form: bool) -> SignedRecord:
+        try:
+            obj = parse_canonical(data, max_bytes=MAX_ENTRY_BYTES, max_depth=MAX_ENTRY_DEPTH, check_form=check_form)
         except InvalidInputError as exc:
             raise InvalidInputError(str(exc), reason=reasons.RECORD_NOT_CANONICAL) from None
         signed = cls.from_json(obj)

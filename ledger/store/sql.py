@@ -250,6 +250,37 @@ class SqlStore:
         except KeyError as exc:
             raise StorageError(f"tree node {exc.args[0]} is missing", reason="merkle.node_missing") from None
 
+    def get_node_runs_conn(self, conn: Connection, keys: Sequence[NodeKey]) -> list[bytes | None]:
+        """The stored hash of each node in ``keys``, None where it is missing.
+
+        For the audit, whose keys are the full nodes a run of appends completed: per
+        level they are consecutive indices, read as one range scan each instead of one
+        index search per node.
+        """
+        by_level: dict[int, list[int]] = {}
+        for level, idx in keys:
+            by_level.setdefault(level, []).append(idx)
+        found: dict[NodeKey, bytes] = {}
+        tn = t.tree_nodes
+        for level, indices in by_level.items():
+            ordered = sorted(set(indices))
+            start = 0
+            while start < len(ordered):
+                end = start
+                while end + 1 < len(ordered) and ordered[end + 1] == ordered[end] + 1:
+                    end += 1
+                lo, hi = ordered[start], ordered[end]
+                span = tn.c.level == level, tn.c.idx >= lo, tn.c.idx <= hi
+                hashes = conn.execute(select(tn.c.hash).where(*span).order_by(tn.c.idx)).scalars().all()
+                if len(hashes) == hi - lo + 1:
+                    # the run is complete: the i-th hash is node lo + i (hash only, ~4x cheaper)
+                    found.update(((level, lo + i), bytes(h)) for i, h in enumerate(hashes))
+                else:
+                    rows = conn.execute(select(tn.c.idx, tn.c.hash).where(*span))
+                    found.update(((level, int(r.idx)), bytes(r.hash)) for r in rows)
+                start = end + 1
+        return [found.get(k) for k in keys]
+
     def get_nodes(self, keys: Sequence[NodeKey], /) -> list[bytes]:
         """NodeReader: one query per proof."""
         with self.read() as conn:
@@ -451,7 +482,7 @@ class SqlStore:
                         "licence_id": lic.licence_id,
                         "status": str(lic.status),
                         "issuer": lic.issuer,
-                        "data": _state_json(lic.to_json()),
+                        "data": state_json(lic.to_json()),
                     }
                     for lic in final.values()
                 ],
@@ -466,7 +497,7 @@ class SqlStore:
         agencies = [*change.genesis_agencies, *([change.agency] if change.agency else [])]
         for ag in agencies:
             conn.execute(delete(t.st_agencies).where(t.st_agencies.c.agency_id == ag.id))
-            conn.execute(insert(t.st_agencies).values(agency_id=ag.id, data=_state_json(ag.to_json())))
+            conn.execute(insert(t.st_agencies).values(agency_id=ag.id, data=state_json(ag.to_json())))
             for key in ag.keys:
                 conn.execute(delete(t.st_agency_keys).where(t.st_agency_keys.c.key_id == key.key_id))
                 conn.execute(insert(t.st_agency_keys).values(key_id=key.key_id, agency_id=ag.id))
@@ -474,7 +505,7 @@ class SqlStore:
                 self._agencies.pop(ag.id, None)
         for node in (*change.genesis_nodes, *([change.node] if change.node else [])):
             conn.execute(delete(t.st_nodes).where(t.st_nodes.c.node_id == node.id))
-            conn.execute(insert(t.st_nodes).values(node_id=node.id, data=_state_json(node.to_json())))
+            conn.execute(insert(t.st_nodes).values(node_id=node.id, data=state_json(node.to_json())))
         if change.licence is not None:
             lic = change.licence
             conn.execute(delete(t.st_licences).where(t.st_licences.c.licence_id == lic.licence_id))
@@ -483,7 +514,7 @@ class SqlStore:
                     licence_id=lic.licence_id,
                     status=str(lic.status),
                     issuer=lic.issuer,
-                    data=_state_json(lic.to_json()),
+                    data=state_json(lic.to_json()),
                 )
             )
 
@@ -493,7 +524,7 @@ class SqlStore:
         self.invalidate_caches()
 
 
-def _state_json(obj: dict[str, Any]) -> str:
+def state_json(obj: dict[str, Any]) -> str:
     """The stored text of a derived row: a function of the entries alone.
 
     Keys are sorted because dict order depends on the path a record took (a payload
@@ -527,16 +558,24 @@ def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
         yield items[i : i + size]
 
 
+_ENTRY_COLUMNS = ("idx", "leaf_hash", "record_hash", "data", "block_height", "rtype", "licence_id", "agency_id")
+if tuple(c.name for c in t.entries.columns) != _ENTRY_COLUMNS:  # a schema edit must update _entry_row
+    raise RuntimeError("ledger.store.sql._entry_row does not match the entries table's columns")
+
+
 def _entry_row(r: Any) -> EntryRow:
+    # positional, in the table's column order (every caller selects the whole table): about
+    # twice as fast as attribute access per row, which matters to audit and rebuild
+    idx, leaf_hash, record_hash, data, block_height, rtype, licence_id, agency_id = r
     return EntryRow(
-        index=int(r.idx),
-        leaf_hash=bytes(r.leaf_hash),
-        record_hash=str(r.record_hash),
-        data=bytes(r.data),
-        block_height=int(r.block_height),
-        rtype=str(r.rtype),
-        licence_id=r.licence_id,
-        agency_id=r.agency_id,
+        index=int(idx),
+        leaf_hash=bytes(leaf_hash),
+        record_hash=str(record_hash),
+        data=bytes(data),
+        block_height=int(block_height),
+        rtype=str(rtype),
+        licence_id=licence_id,
+        agency_id=agency_id,
     )
 
 

@@ -25,6 +25,9 @@ another) and once making it invalid UTF-8.
 
 from __future__ import annotations
 
+import base64
+import contextlib
+import json
 import shutil
 import sqlite3
 from collections.abc import Callable, Iterator
@@ -38,11 +41,15 @@ from hypothesis import strategies as st
 from sqlalchemy import delete, insert, text, update
 
 from ledger import reasons
-from ledger.audit import audit
-from ledger.records import RecordType
+from ledger.audit import AuditReport, audit
+from ledger.audit_verify import ProcessVerifier, verify_batch
+from ledger.canonical import canonical_bytes
+from ledger.merkle.hashing import TreeHasher
+from ledger.records import RECORD_SIGNER_ID, RecordType
 from ledger.store import schema as t
 from ledger.store.sql import SqlStore
 from signing.errors import StorageError
+from signing.sm2 import SM2PrivateKey
 
 from .builders import (
     AGENCIES,
@@ -321,3 +328,91 @@ def test_triggers_refuse_update_and_delete_through_the_store(make_world: Callabl
         with store.write() as conn:
             conn.execute(insert(tbl).values(kind="test", created_at="2026-03-02T09:00:01Z", detail="{}"))
     assert audit(store).ok
+
+
+# -- the same findings with signature checks in worker processes -------------------------------
+#
+# Large ledgers are audited with ledger.audit_verify.ProcessVerifier; these ledgers are small,
+# so the process path is forced with processes=True and compared with processes=False.
+
+
+def _audit(path: Path, processes: bool) -> AuditReport:
+    store = SqlStore(f"sqlite:///{path}")
+    try:
+        return audit(store, processes=processes)
+    finally:
+        store.close()
+
+
+def _findings(report: AuditReport) -> list[tuple[str, str, str]]:
+    return [(f.reason, f.where, f.message) for f in report.findings]
+
+
+def test_clean_ledger_same_report(copies: Callable[[], Path]) -> None:
+    path = copies()
+    threads, processes = _audit(path, False), _audit(path, True)
+    assert threads.ok and processes.ok, (threads.findings, processes.findings)
+    summary = lambda r: (r.entries, r.blocks, r.checkpoints, r.signatures, r.root, r.licences)  # noqa: E731
+    assert summary(processes) == summary(threads)
+    assert processes.signatures > 0
+
+
+def _licence_entries(path: Path) -> list[tuple[int, bytes]]:
+    with sqlite3.connect(path) as conn:
+        rows = conn.execute(
+            "SELECT idx, data FROM entries WHERE rtype IN ('ISSUE', 'AMEND', 'SUSPEND', 'REVOKE') ORDER BY idx"
+        ).fetchall()
+    return [(int(i), bytes(d)) for i, d in rows]
+
+
+@pytest.mark.parametrize("pick", [0, 3, -1])
+def test_forged_signature_found_by_the_workers(copies: Callable[[], Path], pick: int) -> None:
+    """A licence entry whose signature no longer verifies, its leaf hash made consistent."""
+    path = copies()
+    index, data = _licence_entries(path)[pick]
+    env = json.loads(data)
+    sig = bytearray(base64.b64decode(env["signatures"][0]["sig"]))
+    sig[-1] ^= 0x01  # still DER (the last byte of s), no longer the signature
+    env["signatures"][0]["sig"] = base64.b64encode(bytes(sig)).decode()
+    forged = canonical_bytes(env)
+    _write_around_triggers(path, TARGETS["entries.data"], (index,), forged)
+    _write_around_triggers(path, TARGETS["entries.leaf_hash"], (index,), TreeHasher().hash_leaf(forged))
+    threads, processes = _audit(path, False), _audit(path, True)
+    assert _findings(processes) == _findings(threads)
+    assert (reasons.SIGNATURE_INVALID, f"entry {index}") in {(f.reason, f.where) for f in processes.findings}
+
+
+def _jobs() -> list[tuple[bytes, bytes, int, int] | None]:
+    key = SM2PrivateKey.generate()
+    x, y = key.public_key.point
+    good = key.sign(b"record bytes", signer_id=RECORD_SIGNER_ID)
+    other = key.sign(b"other bytes", signer_id=RECORD_SIGNER_ID)
+    return [(b"record bytes", good, x, y), (b"record bytes", other, x, y), None, (b"record bytes", b"\x30\x00", x, y)]
+
+
+def test_process_verifier_matches_in_process_checks() -> None:
+    jobs = _jobs()
+    expected = verify_batch(jobs)
+    assert expected == [True, False, None, False]
+    verifier = ProcessVerifier(2)
+    try:
+        futures = [verifier.submit(jobs) for _ in range(6)]
+        assert [verifier.result(f) for f in futures] == [expected] * 6
+    finally:
+        verifier.shutdown()
+
+
+def test_dead_worker_fails_its_batches_and_shutdown_returns() -> None:
+    jobs = _jobs()
+    verifier = ProcessVerifier(1)
+    try:
+        for proc in verifier._procs:
+            proc.kill()
+            proc.wait()
+        future = verifier.submit(jobs)
+        # the caller may steal the batch before the feeding thread sees the dead worker;
+        # if it does not, the batch fails (and the audit checks it in sequence)
+        with contextlib.suppress(RuntimeError, OSError, ValueError):
+            assert verifier.result(future) == verify_batch(jobs)
+    finally:
+        verifier.shutdown()
