@@ -669,3 +669,20 @@ def test_matches_node_v8() -> None:
         (v, bytes.fromhex(h)) for v, h in zip(values, got) if canonical_bytes(v) != bytes.fromhex(h)
     ]
     assert mismatches == []
+
+
+def test_check_form_false_skips_only_the_form_checks() -> None:
+    # for callers that compare their own exact re-encoding with the input afterwards
+    unsorted, duplicate = b'{"b":1,"a":2}', b'{"a":1,"a":2}'
+    assert parse_canonical(unsorted, check_form=False) == {"b": 1, "a": 2}
+    assert parse_canonical(duplicate, check_form=False) == {"a": 2}
+    for data, reason in ((unsorted, "canonical.not_canonical"), (duplicate, "canonical.duplicate_key")):
+        with pytest.raises(InvalidInputError) as exc:
+            parse_canonical(data)
+        assert exc.value.reason == reason
+    # everything else is still refused
+    for bad in (b'{"a":1.5}', b'{"a":', b"\xef\xbb\xbf{}", b"[" * 100 + b"]" * 100, b'{"a":9007199254740992}'):
+        with pytest.raises(InvalidInputError):
+            parse_canonical(bad, check_form=False, max_depth=32)
+    with pytest.raises(ValueError, match="allow_floats"):
+        parse_canonical(b"1", check_form=False, allow_floats=True)
