@@ -124,9 +124,15 @@ def run_size(n: int, batch: int, tmp: Path, say: callable) -> dict[str, float]: 
         t = time.perf_counter()
         ledger.consistency_proof(old, size)
         cons.append((time.perf_counter() - t) * 1000)
+    # the machine's speed drifts (shared host): the audit's reference is measured right
+    # before and right after it, and the ratio uses their mean
+    ref_before = sm2_verify_rate(2)
     start = time.perf_counter()
     report = audit(ledger.store)
     audit_seconds = time.perf_counter() - start
+    ref_after = sm2_verify_rate(2)
+    say(f"  audit {report.entries / audit_seconds:.0f}/s; SM2 verify 2 threads {ref_before:.0f}/s before, "
+        f"{ref_after:.0f}/s after")
     if not report.ok:
         raise SystemExit(f"bench: audit failed: {report.first}")
     ledger.close()
@@ -138,6 +144,7 @@ def run_size(n: int, batch: int, tmp: Path, say: callable) -> dict[str, float]: 
         "consistency_p50_ms": statistics.median(cons),
         "consistency_p99_ms": percentile(cons, 0.99),
         "audit_entries_per_s": report.entries / audit_seconds,
+        "audit_ref_sm2_2t": (ref_before + ref_after) / 2,
         "db_bytes": db.stat().st_size + sum(p.stat().st_size for p in tmp.glob(f"bench-{n}.db-*")),
     }
 
@@ -167,22 +174,25 @@ def main() -> None:
         return
     print(f"\nreference: SM2 verify 2 threads = {ref2:.0f}/s (1 thread {ref1:.0f}/s)")
     print(f"{'entries':>9} {'appends/s':>10} {'x SM2-2t':>9} {'incl p50':>9} {'incl p99':>9} "
-          f"{'cons p50':>9} {'cons p99':>9} {'audit/s':>9} {'x SM2-2t':>9}")
+          f"{'cons p50':>9} {'cons p99':>9} {'audit/s':>9} {'SM2-2t':>7} {'x SM2-2t':>9}")
     for r in results:
         print(f"{r['entries']:>9} {r['appends_per_s']:>10.0f} {r['appends_per_s'] / ref2:>9.2f} "
               f"{r['inclusion_p50_ms']:>7.2f}ms {r['inclusion_p99_ms']:>7.2f}ms {r['consistency_p50_ms']:>7.2f}ms "
-              f"{r['consistency_p99_ms']:>7.2f}ms {r['audit_entries_per_s']:>9.0f} "
-              f"{r['audit_entries_per_s'] / ref2:>9.2f}")
-    last = results[-1]
-    checks = [
-        ("appends >= 2000/s", last["appends_per_s"] >= 2000),
-        ("appends >= 0.3x SM2 2-thread verify", last["appends_per_s"] >= 0.3 * ref2),
-        (f"inclusion p99 <= 2 ms at {last['entries']} entries", last["inclusion_p99_ms"] <= 2.0),
-        ("audit >= 0.7x SM2 2-thread verify", last["audit_entries_per_s"] >= 0.7 * ref2),
-    ]
-    print()
-    for label, ok in checks:
-        print(f"  target {label}: {'met' if ok else 'NOT met'}")
+              f"{r['consistency_p99_ms']:>7.2f}ms {r['audit_entries_per_s']:>9.0f} {r['audit_ref_sm2_2t']:>7.0f} "
+              f"{r['audit_entries_per_s'] / r['audit_ref_sm2_2t']:>9.2f}")
+    print("(audit's x SM2-2t uses the SM2-2t column: the reference measured around that audit)")
+    for r in results:
+        n = r["entries"]
+        checks = [
+            ("appends >= 2000/s", r["appends_per_s"] >= 2000),
+            ("appends >= 0.3x SM2 2-thread verify", r["appends_per_s"] >= 0.3 * ref2),
+            ("audit >= 0.7x SM2 2-thread verify", r["audit_entries_per_s"] >= 0.7 * r["audit_ref_sm2_2t"]),
+        ]
+        if n >= 1_000_000:
+            checks.append(("inclusion p99 <= 2 ms at 1M entries", r["inclusion_p99_ms"] <= 2.0))
+        print()
+        for label, ok in checks:
+            print(f"  {n} entries, target {label}: {'met' if ok else 'NOT met'}")
 
 
 if __name__ == "__main__":
