@@ -161,6 +161,28 @@ def _advances(op: TextOp, font_name: str) -> tuple[float, ...]:
     return tuple((pdfmetrics.stringWidth(ch, font_name, op.size_pt) + op.char_space_pt) * _PT_TO_MM for ch in op.text)
 
 
+@functools.lru_cache(maxsize=4096)
+def _path_object(op: PathOp, seal: tuple[float, float, float]) -> PathObject | None:
+    """The OFD path of a polyline, or None where the seal's picture replaces it.
+
+    The template's ornaments are the same ~19,000 points on every face; the model
+    objects are frozen, so each is built (and validated) once and shared, and the
+    writer, seeing the same object again, reuses its XML text as well.
+    """
+    if len(op.points) < 2 or all(_in_seal(x, y, seal) for x, y in op.points):
+        return None
+    commands: list[MoveTo | LineTo | ClosePath] = [MoveTo(*op.points[0])]
+    commands += [LineTo(x, y) for x, y in op.points[1:]]
+    if op.closed:
+        commands.append(ClosePath())
+    return PathObject(
+        tuple(commands),
+        stroke=_colour(op.stroke, op.opacity) if op.stroke else None,
+        fill=_colour(op.fill, op.opacity) if op.fill else None,
+        line_width=op.width_mm,
+    )
+
+
 def face_to_ofd(
     layout: FaceLayout,
     licence: Licence,
@@ -192,20 +214,9 @@ def face_to_ofd(
                 )
             )
         elif isinstance(op, PathOp):
-            if len(op.points) < 2 or all(_in_seal(x, y, seal) for x, y in op.points):
-                continue
-            commands: list[MoveTo | LineTo | ClosePath] = [MoveTo(*op.points[0])]
-            commands += [LineTo(x, y) for x, y in op.points[1:]]
-            if op.closed:
-                commands.append(ClosePath())
-            objects.append(
-                PathObject(
-                    tuple(commands),
-                    stroke=_colour(op.stroke, op.opacity) if op.stroke else None,
-                    fill=_colour(op.fill, op.opacity) if op.fill else None,
-                    line_width=op.width_mm,
-                )
-            )
+            path = _path_object(op, seal)
+            if path is not None:
+                objects.append(path)
         elif isinstance(op, CircleOp):
             if _in_seal(op.cx_mm, op.cy_mm, seal):
                 continue
