@@ -6,10 +6,11 @@ system — so the OFD face is the same face, not a conversion of the PDF.
 
 Two differences, both deliberate:
 
-* the font is embedded as a TrueType subset cut with fontTools from the CJK
-  font the PDF uses (OFD readers need a plain TrueType file, not a .ttc
-  collection), with glyph advances carried as DeltaX so every glyph sits
-  where it sits in the PDF;
+* the font is embedded as a TrueType subset of the CJK font the PDF uses (OFD
+  readers need a plain TrueType file, not a .ttc collection), cut by
+  :mod:`cert_formats.font_subset` from a GB 2312 base parsed once per process,
+  with glyph advances carried as DeltaX so every glyph sits where it sits in
+  the PDF;
 * the red seal drawn on the PDF face is left out: on the OFD the seal is the
   real GB/T 38540 electronic seal (:mod:`cert_formats.seal`), whose picture
   is stamped at the same place.
@@ -28,6 +29,7 @@ from fontTools import subset
 from fontTools.ttLib import TTFont
 from reportlab.pdfbase import pdfmetrics
 
+from cert_formats.font_subset import GlyphSubsetter, UnsupportedBaseFont
 from cert_formats.licence import Licence
 from cert_formats.ofd import (
     ClosePath,
@@ -76,7 +78,9 @@ def _gb2312_text() -> str:
 
 def _subset(source: bytes | str, font_number: int, text: str) -> bytes:
     # lazy: decompile only the glyphs the subset keeps
-    font = TTFont(io.BytesIO(source) if isinstance(source, bytes) else source, fontNumber=font_number, lazy=True)
+    # no recalcTimestamp: the same text must give the same bytes, whatever the clock says
+    source_file = io.BytesIO(source) if isinstance(source, bytes) else source
+    font = TTFont(source_file, fontNumber=font_number, lazy=True, recalcTimestamp=False)
     options = subset.Options()
     options.name_IDs = ["*"]
     options.notdef_outline = True
@@ -125,12 +129,25 @@ def _cache_path(path: str, font_number: int) -> Path | None:
     return root / f"{key}.ttf"
 
 
+@functools.lru_cache(maxsize=4)
+def _base_subsetter(path: str, font_number: int) -> GlyphSubsetter | None:
+    """The base subset, parsed once per process, to cut each licence's font from."""
+    try:
+        return GlyphSubsetter(_base_font(path, font_number)[0])
+    except UnsupportedBaseFont:
+        return None
+
+
 def subset_font(layout: FaceLayout, text: str) -> bytes:
     """A TrueType subset of the layout's font holding the glyphs of ``text``."""
-    base, covered = _base_font(str(layout.font.path), layout.font.subfont_index)
+    path, index = str(layout.font.path), layout.font.subfont_index
+    base, covered = _base_font(path, index)
     if set(text) <= covered:
+        subsetter = _base_subsetter(path, index)
+        if subsetter is not None:
+            return subsetter.subset(text)
         return _subset(base, 0, text)
-    return _subset(str(layout.font.path), layout.font.subfont_index, text)
+    return _subset(path, index, text)
 
 
 def _in_seal(x: float, y: float, seal: tuple[float, float, float] | None) -> bool:
@@ -142,6 +159,28 @@ def _in_seal(x: float, y: float, seal: tuple[float, float, float] | None) -> boo
 
 def _advances(op: TextOp, font_name: str) -> tuple[float, ...]:
     return tuple((pdfmetrics.stringWidth(ch, font_name, op.size_pt) + op.char_space_pt) * _PT_TO_MM for ch in op.text)
+
+
+@functools.lru_cache(maxsize=4096)
+def _path_object(op: PathOp, seal: tuple[float, float, float]) -> PathObject | None:
+    """The OFD path of a polyline, or None where the seal's picture replaces it.
+
+    The template's ornaments are the same ~19,000 points on every face; the model
+    objects are frozen, so each is built (and validated) once and shared, and the
+    writer, seeing the same object again, reuses its XML text as well.
+    """
+    if len(op.points) < 2 or all(_in_seal(x, y, seal) for x, y in op.points):
+        return None
+    commands: list[MoveTo | LineTo | ClosePath] = [MoveTo(*op.points[0])]
+    commands += [LineTo(x, y) for x, y in op.points[1:]]
+    if op.closed:
+        commands.append(ClosePath())
+    return PathObject(
+        tuple(commands),
+        stroke=_colour(op.stroke, op.opacity) if op.stroke else None,
+        fill=_colour(op.fill, op.opacity) if op.fill else None,
+        line_width=op.width_mm,
+    )
 
 
 def face_to_ofd(
@@ -175,20 +214,9 @@ def face_to_ofd(
                 )
             )
         elif isinstance(op, PathOp):
-            if len(op.points) < 2 or all(_in_seal(x, y, seal) for x, y in op.points):
-                continue
-            commands: list[MoveTo | LineTo | ClosePath] = [MoveTo(*op.points[0])]
-            commands += [LineTo(x, y) for x, y in op.points[1:]]
-            if op.closed:
-                commands.append(ClosePath())
-            objects.append(
-                PathObject(
-                    tuple(commands),
-                    stroke=_colour(op.stroke, op.opacity) if op.stroke else None,
-                    fill=_colour(op.fill, op.opacity) if op.fill else None,
-                    line_width=op.width_mm,
-                )
-            )
+            path = _path_object(op, seal)
+            if path is not None:
+                objects.append(path)
         elif isinstance(op, CircleOp):
             if _in_seal(op.cx_mm, op.cy_mm, seal):
                 continue

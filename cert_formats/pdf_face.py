@@ -19,6 +19,7 @@ these bytes and is not this module's business.
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import io
 import math
 import re
@@ -34,6 +35,7 @@ from reportlab.lib.units import mm
 from reportlab.pdfbase import pdfmetrics
 from reportlab.pdfbase.pdfdoc import XMP
 from reportlab.pdfgen.canvas import Canvas
+from reportlab.pdfgen.pathobject import PDFPathObject
 
 from cert_formats.fonts import CjkFont, find_cjk_font
 from cert_formats.licence import Licence, format_date_cn
@@ -225,20 +227,25 @@ def render_licence_pdf(
 # -- layout ----------------------------------------------------------------------------
 
 
-class _FaceBuilder:
-    def __init__(self, licence: Licence, template: LicenceTemplate, font: CjkFont, url: str) -> None:
-        self.lic = licence
+@functools.lru_cache(maxsize=16)
+def _ornaments(template: LicenceTemplate) -> tuple[DrawOp, ...]:
+    """The background, border and title rosette: the same for every licence of a
+    template, ~19,000 points of trigonometry, so computed once per template.
+    The ops are frozen, so every layout may share them."""
+    drawer = _OrnamentDrawer(template)
+    drawer.draw()
+    return tuple(drawer.ops)
+
+
+class _OrnamentDrawer:
+    """The parts of the face that depend on the template only."""
+
+    def __init__(self, template: LicenceTemplate) -> None:
         self.t = template
-        self.font = font
-        self.url = url
         self.ops: list[DrawOp] = []
         self.c = template.colours
 
-    def width_mm(self, text: str, size_pt: float, char_space_pt: float = 0.0) -> float:
-        width_pt = float(pdfmetrics.stringWidth(text, self.font.name, size_pt))
-        return (width_pt + char_space_pt * max(len(text) - 1, 0)) / _PT_PER_MM
-
-    def build(self) -> FaceLayout:
+    def draw(self) -> None:
         t = self.t
         self.ops.append(RectOp(0, 0, t.page.width_mm, t.page.height_mm, None, fill=self.c.background))
         if t.border.background_pattern:
@@ -246,25 +253,6 @@ class _FaceBuilder:
         self._border()
         if t.title.rosette:
             self._rosette()
-        self._title()
-        self._rows()
-        self._issuer()
-        self._qr()
-        self._footer()
-        # the seal goes last: like ink, it lies over the issuer line and the date
-        self._seal()
-        lic = self.lic
-        info = FaceInfo(
-            title=f"{lic.name}（{lic.holder}）",
-            author=lic.issuer_name,
-            subject=lic.identifier,
-            keywords=("电子证照", lic.name, lic.number, lic.identifier, lic.type_code, lic.region_code),
-            created=lic.issue_date,
-            identifier=lic.identifier,
-            type_code=lic.type_code,
-            verify_url=self.url,
-        )
-        return FaceLayout(t.page.width_mm, t.page.height_mm, tuple(self.ops), info, self.font)
 
     # decorations ------------------------------------------------------------------
 
@@ -373,6 +361,41 @@ class _FaceBuilder:
             a = -math.pi / 2 + k * math.pi / 5  # first point straight up (y grows down)
             pts.append((_r(cx + r * math.cos(a)), _r(cy + r * math.sin(a))))
         self.ops.append(PathOp(tuple(pts), None, fill=colour, closed=True, opacity=opacity))
+
+
+class _FaceBuilder(_OrnamentDrawer):
+    def __init__(self, licence: Licence, template: LicenceTemplate, font: CjkFont, url: str) -> None:
+        super().__init__(template)
+        self.lic = licence
+        self.font = font
+        self.url = url
+
+    def width_mm(self, text: str, size_pt: float, char_space_pt: float = 0.0) -> float:
+        width_pt = float(pdfmetrics.stringWidth(text, self.font.name, size_pt))
+        return (width_pt + char_space_pt * max(len(text) - 1, 0)) / _PT_PER_MM
+
+    def build(self) -> FaceLayout:
+        t = self.t
+        self.ops.extend(_ornaments(t))
+        self._title()
+        self._rows()
+        self._issuer()
+        self._qr()
+        self._footer()
+        # the seal goes last: like ink, it lies over the issuer line and the date
+        self._seal()
+        lic = self.lic
+        info = FaceInfo(
+            title=f"{lic.name}（{lic.holder}）",
+            author=lic.issuer_name,
+            subject=lic.identifier,
+            keywords=("电子证照", lic.name, lic.number, lic.identifier, lic.type_code, lic.region_code),
+            created=lic.issue_date,
+            identifier=lic.identifier,
+            type_code=lic.type_code,
+            verify_url=self.url,
+        )
+        return FaceLayout(t.page.width_mm, t.page.height_mm, tuple(self.ops), info, self.font)
 
     # text -------------------------------------------------------------------------
 
@@ -626,13 +649,7 @@ class _PdfPainter:
         c = self.c
         c.saveState()
         self._colours(op.stroke, op.fill, op.width_mm, op.opacity)
-        p = c.beginPath()
-        x, y = op.points[0]
-        p.moveTo(x * mm, self.y(y))
-        for x, y in op.points[1:]:
-            p.lineTo(x * mm, self.y(y))
-        if op.closed:
-            p.close()
+        p = PDFPathObject(code=[_path_code(op.points, op.closed, self.h)])
         c.setLineJoin(1)
         c.drawPath(p, stroke=1 if op.stroke else 0, fill=1 if op.fill else 0)
         c.restoreState()
@@ -667,6 +684,24 @@ class _PdfPainter:
 
 
 # -- helpers --------------------------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=4096)
+def _path_code(points: tuple[tuple[float, float], ...], closed: bool, page_height_mm: float) -> str:
+    """The PDF operators of a polyline, as reportlab writes them.
+
+    The ornaments repeat on every face of a template and formatting their
+    ~19,000 coordinates was most of the drawing time, so the code of each path
+    is kept; the same points always give the same string.
+    """
+    p = PDFPathObject()
+    x, y = points[0]
+    p.moveTo(x * mm, float((page_height_mm - y) * mm))
+    for x, y in points[1:]:
+        p.lineTo(x * mm, float((page_height_mm - y) * mm))
+    if closed:
+        p.close()
+    return str(p.getCode())
 
 
 def _runs(row: str) -> list[tuple[int, int]]:

@@ -276,6 +276,7 @@ class ClosePath:
 
 
 PathCommand: TypeAlias = MoveTo | LineTo | QuadTo | CubicTo | ArcTo | ClosePath
+_COMMAND_TYPES: Final = frozenset({MoveTo, LineTo, QuadTo, CubicTo, ArcTo, ClosePath})
 
 
 @dataclass(frozen=True)
@@ -297,9 +298,12 @@ class PathObject:
             raise _bad("PathObject needs at least one command")
         if not isinstance(commands[0], MoveTo):
             raise _bad("PathObject must start with MoveTo")
-        for command in commands:
-            if not isinstance(command, MoveTo | LineTo | QuadTo | CubicTo | ArcTo | ClosePath):
-                raise _bad(f"PathObject has an unknown command {command!r}")
+        # fast path: a set of exact types (ornament paths hold thousands of commands);
+        # only a subclass needs the isinstance test
+        if not {type(command) for command in commands} <= _COMMAND_TYPES:
+            for command in commands:
+                if not isinstance(command, MoveTo | LineTo | QuadTo | CubicTo | ArcTo | ClosePath):
+                    raise _bad(f"PathObject has an unknown command {command!r}")
         object.__setattr__(self, "commands", commands)
         if self.stroke is None and self.fill is None:
             raise _bad("PathObject must be stroked, filled or both")

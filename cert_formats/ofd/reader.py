@@ -29,12 +29,14 @@ from __future__ import annotations
 import math
 import posixpath
 import re
+import threading
 import xml.etree.ElementTree as ET
+from collections import OrderedDict
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from types import MappingProxyType
-from typing import Final
+from typing import Final, TypeAlias
 
 from signing.errors import InvalidInputError
 
@@ -96,6 +98,47 @@ class OFDReadResult:
     signatures_loc: str | None
     version: str | None
     doc_type: str | None
+
+
+class _ParsedPathCache:
+    """Parsed ``AbbreviatedData``, keyed by everything the parse depends on.
+
+    Only successful parses are kept (an invalid path raises every time), and the
+    model objects are frozen, so a hit is exactly what parsing again would give.
+    Bounded by the total number of commands held, so hostile files can only
+    evict entries, not grow memory.
+    """
+
+    def __init__(self, max_commands: int) -> None:
+        self._max = max_commands
+        self._held = 0
+        self._entries: OrderedDict[_PathKey, tuple[PathCommand, ...]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: _PathKey) -> tuple[PathCommand, ...] | None:
+        with self._lock:
+            commands = self._entries.get(key)
+            if commands is not None:
+                self._entries.move_to_end(key)
+            return commands
+
+    def put(self, key: _PathKey, commands: tuple[PathCommand, ...]) -> None:
+        if len(commands) > self._max // 4:
+            return  # one huge path would flush everything else
+        with self._lock:
+            if key in self._entries:
+                return
+            self._entries[key] = commands
+            self._held += len(commands)
+            while self._held > self._max:
+                _, evicted = self._entries.popitem(last=False)
+                self._held -= len(evicted)
+
+
+#: (AbbreviatedData, Boundary, CTM) exactly as the file spells them
+_PathKey: TypeAlias = tuple[str, str | None, str | None]
+#: about five templates' worth of ornaments
+_PARSED_PATHS: Final = _ParsedPathCache(100_000)
 
 
 def _err(message: str, reason: str, part: str | None = None) -> InvalidInputError:
@@ -581,7 +624,8 @@ class _Reader:
         data = _child_text(el, "AbbreviatedData")
         if data is None:
             raise _err("PathObject has no AbbreviatedData", "ofd.bad_value", path)
-        commands = self.abbreviated(data, ctm, bx, by, path)
+        commands = self.abbreviated(data, ctm, bx, by, path,
+                                    source=(data, el.get("Boundary"), el.get("CTM")))
         if not commands or not (stroke or fill):
             return None  # nothing a person would see
         return PathObject(
@@ -591,15 +635,35 @@ class _Reader:
             line_width=line_width,
         )
 
-    def abbreviated(self, data: str, ctm: Matrix, bx: float, by: float, path: str,
-                    ) -> list[PathCommand]:
-        """``AbbreviatedData`` to commands in page coordinates (Boundary origin + CTM)."""
+    def abbreviated(self, data: str, ctm: Matrix, bx: float, by: float, path: str, *,
+                    source: _PathKey | None = None) -> tuple[PathCommand, ...]:
+        """``AbbreviatedData`` to commands in page coordinates (Boundary origin + CTM).
+
+        ``source`` is the raw text the four values were read from (data,
+        ``Boundary``, ``CTM``), which decides the result completely. Licence
+        faces repeat the same ornament paths file after file, so parses are kept
+        by that text (:data:`_PARSED_PATHS`); this file's command budget is
+        charged either way.
+        """
+        budget = self.limits.max_path_commands - self.path_commands
+        commands = _PARSED_PATHS.get(source) if source is not None else None
+        if commands is None:
+            commands = tuple(self._parse_abbreviated(data, ctm, bx, by, path, budget))
+            if source is not None:
+                _PARSED_PATHS.put(source, commands)
+        elif len(commands) > budget:
+            raise _err(f"more than {self.limits.max_path_commands} path commands",
+                       "ofd.path_too_complex", path)
+        self.path_commands += len(commands)
+        return commands
+
+    def _parse_abbreviated(self, data: str, ctm: Matrix, bx: float, by: float, path: str,
+                           budget: int) -> list[PathCommand]:
         tokens = data.split()
         count = len(tokens)
         commands: list[PathCommand] = []
         number = self.number
         identity = ctm.is_identity
-        budget = self.limits.max_path_commands - self.path_commands
         i = 0
 
         def point(k: int) -> tuple[float, float]:
@@ -649,7 +713,6 @@ class _Reader:
                     commands.append(ArcTo(abs(rx) * scale, abs(ry) * scale,
                                           rot + (ctm.rotation_deg if not identity else 0.0),
                                           flags[0] == "1", (flags[1] == "1") != mirrored, *end))
-        self.path_commands += len(commands)
         return commands
 
     def image_object(self, el: ET.Element, path: str) -> ImageObject | None:

@@ -29,8 +29,10 @@ from __future__ import annotations
 
 import io
 import re
+import threading
 import xml.etree.ElementTree as ET
 import zipfile
+from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Final
@@ -168,10 +170,43 @@ def _text_object(layer: ET.Element, obj: TextObject, font_id: int, obj_id: int) 
     _child(el, "TextCode", obj.text, attrs=code_attrs)
 
 
+class _PathTextCache:
+    """``Boundary`` and ``AbbreviatedData`` of recently written path objects.
+
+    Licence faces share their ornaments' PathObjects (thousands of points, the
+    same on every face); formatting them was most of writing a page. Entries are
+    keyed by object identity — hashing a long path would cost what it saves —
+    and hold the object itself, so an id cannot be reused while its entry lives.
+    The model is frozen, so a kept object's text cannot go stale.
+    """
+
+    def __init__(self, max_entries: int) -> None:
+        self._max = max_entries
+        self._entries: OrderedDict[int, tuple[PathObject, str, str]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def text(self, obj: PathObject) -> tuple[str, str]:
+        with self._lock:
+            entry = self._entries.get(id(obj))
+            if entry is not None and entry[0] is obj:
+                self._entries.move_to_end(id(obj))
+                return entry[1], entry[2]
+        box = path_bounds(obj.commands).expanded(obj.line_width / 2)
+        boundary, data = box.st_box(), _abbreviated(obj.commands, box.x, box.y)
+        with self._lock:
+            self._entries[id(obj)] = (obj, boundary, data)
+            if len(self._entries) > self._max:
+                self._entries.popitem(last=False)
+        return boundary, data
+
+
+_PATH_TEXT: Final = _PathTextCache(4096)
+
+
 def _path_object(layer: ET.Element, obj: PathObject, obj_id: int) -> None:
-    box = path_bounds(obj.commands).expanded(obj.line_width / 2)
+    boundary, data = _PATH_TEXT.text(obj)
     el = _child(layer, "PathObject", attrs={
-        "ID": str(obj_id), "Boundary": box.st_box(), "LineWidth": fmt_number(obj.line_width),
+        "ID": str(obj_id), "Boundary": boundary, "LineWidth": fmt_number(obj.line_width),
         "Stroke": "true" if obj.stroke is not None else "false",
         "Fill": "true" if obj.fill is not None else "false",
     })
@@ -179,7 +214,7 @@ def _path_object(layer: ET.Element, obj: PathObject, obj_id: int) -> None:
         _child(el, "StrokeColor", attrs={"Value": _color(obj.stroke)})
     if obj.fill is not None:
         _child(el, "FillColor", attrs={"Value": _color(obj.fill)})
-    _child(el, "AbbreviatedData", _abbreviated(obj.commands, box.x, box.y))
+    _child(el, "AbbreviatedData", data)
 
 
 def _image_object(layer: ET.Element, obj: ImageObject, res_id: int, obj_id: int) -> None:

@@ -20,6 +20,7 @@ never re-encoded, so what is verified is exactly what was signed.
 from __future__ import annotations
 
 import base64
+import functools
 import re
 from datetime import datetime
 from typing import Any, Final
@@ -171,6 +172,19 @@ def load_certificates(data: bytes) -> list[Certificate]:
 
 def parse_der(data: bytes) -> Certificate:
     """Parse one DER certificate under the profile rules (steps 1-4 above)."""
+    # the same few certificates (agency, seal maker, root) come in every file a
+    # verifier sees; the result depends on the bytes alone and is frozen, so a
+    # successful parse is kept by its exact DER (failures are never kept)
+    data = bytes(data)
+    return _parse_der_cached(data) if len(data) <= MAX_CERTIFICATE_SIZE else _parse_der(data)
+
+
+@functools.lru_cache(maxsize=256)
+def _parse_der_cached(data: bytes) -> Certificate:
+    return _parse_der(data)
+
+
+def _parse_der(data: bytes) -> Certificate:
     # 1. size
     if len(data) > MAX_CERTIFICATE_SIZE:
         raise InvalidInputError(f"certificate is larger than {MAX_CERTIFICATE_SIZE} bytes", reason="cert.too_large")

@@ -6,6 +6,7 @@ import importlib.util
 import io
 import json
 import math
+import re
 import sys
 import zipfile
 from collections.abc import Iterator
@@ -568,3 +569,39 @@ def test_watcher_catches_a_write(tmp_path: Path) -> None:
         _Watch.active = False
     assert _WRITES and _WRITES[0][0] == "open"
     _WRITES.clear()
+
+
+def test_kept_path_parses_still_charge_the_budget(cjk_font: Font) -> None:
+    # the second read finds every path parse kept from the first, and must still
+    # count its commands against this file's limit
+    data = write_ofd(sample_document(cjk_font))
+    first = read_ofd(data)
+    again = read_ofd(data)
+    assert again.document == first.document
+    commands = sum(len(o.commands) for p in first.document.pages for o in p.objects
+                   if isinstance(o, PathObject))
+    read_ofd(data, limits=ReadLimits(max_path_commands=commands))
+    for _ in range(2):
+        with pytest.raises(InvalidInputError) as exc:
+            read_ofd(data, limits=ReadLimits(max_path_commands=commands - 1))
+        assert exc.value.reason == "ofd.path_too_complex"
+
+
+def test_kept_path_parses_are_keyed_by_the_exact_text(cjk_font: Font) -> None:
+    doc = OFDDocument(info=DocumentInfo(doc_id=new_doc_id()), pages=(Page(objects=(
+        PathObject((MoveTo(10, 10), LineTo(20, 20))),)),))
+    parts = build_parts(doc)
+    page = "Doc_0/Pages/Page_0/Content.xml"
+    read_ofd(pack_parts(parts))  # keeps the parse
+    # the same AbbreviatedData under another Boundary, then with a bad operand
+    moved = re.sub(rb'Boundary="([\d.]+) ', rb'Boundary="1\1 ', parts[page], count=1)
+    assert moved != parts[page]
+    path = read_ofd(pack_parts({**parts, page: moved})).document.pages[0].objects[0]
+    assert isinstance(path, PathObject)
+    start = path.commands[0]
+    assert isinstance(start, MoveTo)
+    assert math.isclose(start.x, 20) and math.isclose(start.y, 10)
+    broken = parts[page].replace(b"L 10", b"L x10")
+    assert broken != parts[page]
+    with pytest.raises(InvalidInputError):
+        read_ofd(pack_parts({**parts, page: broken}))
