@@ -193,18 +193,28 @@ def create_app(
         return verdict
 
     status_cache = _StatusCache()
+    #: (commit counter, sizes) as last read: one tuple, replaced whole, so a reader never sees a mix
+    sizes_seen: list[tuple[int, tuple[int | None, int]]] = []
 
     def _ledger_sizes() -> tuple[int | None, int]:
-        """(newest final tree size, applied tree size), read together for every request (indexed queries).
+        """(newest final tree size, applied tree size), current for every request.
 
         Both sizes only grow, and the ledger's state is a function of them: while both are
-        unchanged, a cached answer is exactly what the ledger would compute now.
+        unchanged, a cached answer is exactly what the ledger would compute now. They are
+        re-read (indexed queries) only after a commit: the store's commit counter is read
+        first, so a commit racing the queries moves it and the next request reads again.
         """
         store = ledger.store
+        counter = store.commit_counter()
+        if counter is not None and sizes_seen and sizes_seen[0][0] == counter:
+            return sizes_seen[0][1]
         with store.read() as conn:
             policy = store.cached_policy(conn)
             threshold = policy.quorum_threshold if policy is not None else 1
-            return store.final_tree_size(conn, threshold - 1), store.tree_size(conn)
+            sizes = store.final_tree_size(conn, threshold - 1), store.tree_size(conn)
+        if counter is not None:
+            sizes_seen[:] = [(counter, sizes)]
+        return sizes
 
     # -- submission ---------------------------------------------------------------------------
 
