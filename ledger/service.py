@@ -151,6 +151,11 @@ class Ledger:
         #: key_id -> its admission entry; entries never change once committed, so a found
         #: admission stays right (and the lookup scans the governance entries: not per request)
         self._admissions: dict[str, tuple[int, SignedRecord]] = {}
+        #: (commit counter, latest final checkpoint) as last read; replaced whole (see status_document)
+        self._final_memo: tuple[int, tuple[int, str]] | None = None
+        #: inclusion proofs of key admission records per (index, tree size): shared by every licence an
+        #: agency key signed, and an append-only log's proof for a given (index, size) never changes
+        self._admission_proofs: dict[tuple[int, int], InclusionProof] = {}
 
     @classmethod
     def open(cls, url: str, identity: NodeIdentity | None = None) -> Ledger:
@@ -192,6 +197,20 @@ class Ledger:
         """
         with self.store.read() as conn:
             return self._latest_checkpoint(conn)
+
+    def _final_checkpoint(self, conn: Connection, counter: int | None) -> tuple[int, str]:
+        """:meth:`latest_checkpoint` in ``conn``'s snapshot, or as kept for the store's commit ``counter``.
+
+        Kept only when the counter has not moved while it was read: then no commit fell between
+        reading the counter and the snapshot, and the checkpoint is the one of that counter.
+        """
+        memo = self._final_memo
+        if counter is not None and memo is not None and memo[0] == counter:
+            return memo[1]
+        found = self._latest_checkpoint(conn)
+        if counter is not None and self.store.commit_counter() == counter:
+            self._final_memo = (counter, found)
+        return found
 
     def _latest_checkpoint(self, conn: Connection) -> tuple[int, str]:
         policy = self.store.cached_policy(conn)
@@ -253,8 +272,10 @@ class Ledger:
             size = self.store.tree_size(conn) if tree_size is None else tree_size
             return self._inclusion_proof(conn, index, size)
 
-    def _inclusion_proof(self, conn: Connection, index: int, size: int) -> InclusionProof:
-        row = self.store.entry(conn, index)
+    def _inclusion_proof(self, conn: Connection, index: int, size: int, row: EntryRow | None = None) -> InclusionProof:
+        """The proof of entry ``index`` in the tree of ``size``; ``row``: that entry, when already read."""
+        if row is None or row.index != index:
+            row = self.store.entry(conn, index)
         if row is None or index >= size:
             raise InvalidInputError(f"entry {index} is not in a tree of size {size}", reason="proof.range")
         path = inclusion_proof(index, size, _ConnReader(self.store, conn), hasher=self.hasher)
@@ -328,26 +349,40 @@ class Ledger:
         the checkpoint. Served by ``GET /v1/licences/{id}``, embedded in issued
         files as their proof bundle, and checked by ``ledger.proofcheck``.
         """
-        # one read snapshot for all of it: the licence, the checkpoint and both proofs are of the
-        # same ledger state, and one transaction instead of six is most of a cache miss's cost
+        # One read snapshot for all of it: the licence, the checkpoint and both proofs are of the
+        # same ledger state, and one transaction instead of six is most of a cache miss's cost.
+        # The final checkpoint is the same for every licence until the next commit: it is kept
+        # per commit counter, read before the snapshot begins (so the snapshot is at least as new).
+        counter = self.store.commit_counter()
         with self.store.read() as conn:
             view = SqlStateView(conn, self.store)
             lic = view.licence(licence_id)
             if lic is None:
                 raise InvalidInputError(f"licence {licence_id} is not on this ledger", reason="state.unknown_licence")
-            size, note = self._latest_checkpoint(conn)
+            size, note = self._final_checkpoint(conn, counter)
+            if lic.latest_index >= size:
+                # a kept checkpoint may predate this snapshot (a commit since the counter was read)
+                size, note = self._latest_checkpoint(conn)
             if lic.latest_index >= size:
                 # applied here, but its checkpoint is not yet quorum-cosigned
                 raise NotFinalError("the licence's latest record is not final yet; retry shortly")
-            latest = self._entry(conn, lic.latest_index)
+            row = self.store.entry(conn, lic.latest_index)
+            if row is None:
+                raise InvalidInputError(f"no entry {lic.latest_index}", reason="entry.unknown")
+            latest = SignedRecord.from_bytes(row.data)
             found = self.key_admission(latest.record.key_id)
             agency = view.agency(latest.record.agency)
             key = agency.key(latest.record.key_id) if agency else None
             if found is None or key is None:
                 raise InvalidInputError("the record's key has no admission record", reason="agency.key_unknown")
             admission_index, admission = found
-            latest_proof = self._inclusion_proof(conn, lic.latest_index, size)
-            admission_proof = self._inclusion_proof(conn, admission_index, size)
+            latest_proof = self._inclusion_proof(conn, lic.latest_index, size, row)
+            admission_proof = self._admission_proofs.get((admission_index, size))
+            if admission_proof is None:
+                admission_proof = self._inclusion_proof(conn, admission_index, size)
+                if len(self._admission_proofs) >= 1024:
+                    self._admission_proofs.clear()  # bounded: old sizes are never asked for again
+                self._admission_proofs[(admission_index, size)] = admission_proof
         state = lic.to_json()
         return {
             "origin": latest.record.origin,
