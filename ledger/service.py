@@ -307,6 +307,16 @@ class Ledger:
                 )
         return items
 
+    def licence_records(self, licence_id: str) -> list[tuple[int, SignedRecord]]:
+        """Every record of the licence on this ledger, oldest first, as (index, record).
+
+        :meth:`history` without the inclusion proofs (one per record, most of its cost), for
+        callers that only show the records.
+        """
+        with self.store.read() as conn:
+            rows = self.store.licence_entries(conn, licence_id)
+        return [(row.index, SignedRecord.from_bytes(row.data)) for row in rows]
+
     def key_admission(self, key_id: str) -> tuple[int, SignedRecord] | None:
         """The governance entry that introduced agency key ``key_id`` (GENESIS, ADMIT or ROTATE)."""
         cached = self._admissions.get(key_id)
