@@ -178,6 +178,11 @@ class SqlStore:
                 self._watch = None
         self.engine.dispose()
 
+    @property
+    def embedded(self) -> bool:
+        """Whether reads are local file reads (SQLite), never a wait on the network."""
+        return self.engine.dialect.name == "sqlite"
+
     def commit_counter(self) -> int | None:
         """A number that changes whenever anything commits to the database; None when not known.
 
