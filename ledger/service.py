@@ -151,6 +151,11 @@ class Ledger:
         #: key_id -> its admission entry; entries never change once committed, so a found
         #: admission stays right (and the lookup scans the governance entries: not per request)
         self._admissions: dict[str, tuple[int, SignedRecord]] = {}
+        #: (commit counter, latest final checkpoint) as last read; replaced whole (see status_document)
+        self._final_memo: tuple[int, tuple[int, str]] | None = None
+        #: inclusion proofs of key admission records per (index, tree size): shared by every licence an
+        #: agency key signed, and an append-only log's proof for a given (index, size) never changes
+        self._admission_proofs: dict[tuple[int, int], InclusionProof] = {}
 
     @classmethod
     def open(cls, url: str, identity: NodeIdentity | None = None) -> Ledger:
@@ -191,13 +196,30 @@ class Ledger:
         one (a single node) every checkpoint is final when written.
         """
         with self.store.read() as conn:
-            policy = self.store.cached_policy(conn)
-            threshold = policy.quorum_threshold if policy is not None else 1
-            size = self.store.final_tree_size(conn, threshold - 1)
-            cp = self.store.checkpoint(conn, size) if size is not None else None
-            if cp is None:
-                raise StorageError("the ledger has no final checkpoint yet", reason="ledger.not_final")
-            lines = [line for _, line in self.store.cosignatures(conn, cp[0])]
+            return self._latest_checkpoint(conn)
+
+    def _final_checkpoint(self, conn: Connection, counter: int | None) -> tuple[int, str]:
+        """:meth:`latest_checkpoint` in ``conn``'s snapshot, or as kept for the store's commit ``counter``.
+
+        Kept only when the counter has not moved while it was read: then no commit fell between
+        reading the counter and the snapshot, and the checkpoint is the one of that counter.
+        """
+        memo = self._final_memo
+        if counter is not None and memo is not None and memo[0] == counter:
+            return memo[1]
+        found = self._latest_checkpoint(conn)
+        if counter is not None and self.store.commit_counter() == counter:
+            self._final_memo = (counter, found)
+        return found
+
+    def _latest_checkpoint(self, conn: Connection) -> tuple[int, str]:
+        policy = self.store.cached_policy(conn)
+        threshold = policy.quorum_threshold if policy is not None else 1
+        size = self.store.final_tree_size(conn, threshold - 1)
+        cp = self.store.checkpoint(conn, size) if size is not None else None
+        if cp is None:
+            raise StorageError("the ledger has no final checkpoint yet", reason="ledger.not_final")
+        lines = [line for _, line in self.store.cosignatures(conn, cp[0])]
         return cp[0], _merge_note(cp[1], lines)
 
     def latest_own_checkpoint(self) -> tuple[int, str]:
@@ -237,7 +259,10 @@ class Ledger:
 
     def entry(self, index: int) -> SignedRecord:
         with self.store.read() as conn:
-            row = self.store.entry(conn, index)
+            return self._entry(conn, index)
+
+    def _entry(self, conn: Connection, index: int) -> SignedRecord:
+        row = self.store.entry(conn, index)
         if row is None:
             raise InvalidInputError(f"no entry {index}", reason="entry.unknown")
         return SignedRecord.from_bytes(row.data)
@@ -245,10 +270,15 @@ class Ledger:
     def inclusion_proof(self, index: int, tree_size: int | None = None) -> InclusionProof:
         with self.store.read() as conn:
             size = self.store.tree_size(conn) if tree_size is None else tree_size
+            return self._inclusion_proof(conn, index, size)
+
+    def _inclusion_proof(self, conn: Connection, index: int, size: int, row: EntryRow | None = None) -> InclusionProof:
+        """The proof of entry ``index`` in the tree of ``size``; ``row``: that entry, when already read."""
+        if row is None or row.index != index:
             row = self.store.entry(conn, index)
-            if row is None or index >= size:
-                raise InvalidInputError(f"entry {index} is not in a tree of size {size}", reason="proof.range")
-            path = inclusion_proof(index, size, _ConnReader(self.store, conn), hasher=self.hasher)
+        if row is None or index >= size:
+            raise InvalidInputError(f"entry {index} is not in a tree of size {size}", reason="proof.range")
+        path = inclusion_proof(index, size, _ConnReader(self.store, conn), hasher=self.hasher)
         return InclusionProof(index, size, row.leaf_hash, tuple(path))
 
     def consistency_proof(self, old_size: int, new_size: int | None = None) -> list[bytes]:
@@ -276,6 +306,16 @@ class Ledger:
                     )
                 )
         return items
+
+    def licence_records(self, licence_id: str) -> list[tuple[int, SignedRecord]]:
+        """Every record of the licence on this ledger, oldest first, as (index, record).
+
+        :meth:`history` without the inclusion proofs (one per record, most of its cost), for
+        callers that only show the records.
+        """
+        with self.store.read() as conn:
+            rows = self.store.licence_entries(conn, licence_id)
+        return [(row.index, SignedRecord.from_bytes(row.data)) for row in rows]
 
     def key_admission(self, key_id: str) -> tuple[int, SignedRecord] | None:
         """The governance entry that introduced agency key ``key_id`` (GENESIS, ADMIT or ROTATE)."""
@@ -319,20 +359,40 @@ class Ledger:
         the checkpoint. Served by ``GET /v1/licences/{id}``, embedded in issued
         files as their proof bundle, and checked by ``ledger.proofcheck``.
         """
-        lic = self.licence(licence_id)
-        if lic is None:
-            raise InvalidInputError(f"licence {licence_id} is not on this ledger", reason="state.unknown_licence")
-        size, note = self.latest_checkpoint()
-        if lic.latest_index >= size:
-            # applied here, but its checkpoint is not yet quorum-cosigned
-            raise NotFinalError("the licence's latest record is not final yet; retry shortly")
-        latest = self.entry(lic.latest_index)
-        found = self.key_admission(latest.record.key_id)
-        agency = self.agency(latest.record.agency)
-        key = agency.key(latest.record.key_id) if agency else None
-        if found is None or key is None:
-            raise InvalidInputError("the record's key has no admission record", reason="agency.key_unknown")
-        admission_index, admission = found
+        # One read snapshot for all of it: the licence, the checkpoint and both proofs are of the
+        # same ledger state, and one transaction instead of six is most of a cache miss's cost.
+        # The final checkpoint is the same for every licence until the next commit: it is kept
+        # per commit counter, read before the snapshot begins (so the snapshot is at least as new).
+        counter = self.store.commit_counter()
+        with self.store.read() as conn:
+            view = SqlStateView(conn, self.store)
+            lic = view.licence(licence_id)
+            if lic is None:
+                raise InvalidInputError(f"licence {licence_id} is not on this ledger", reason="state.unknown_licence")
+            size, note = self._final_checkpoint(conn, counter)
+            if lic.latest_index >= size:
+                # a kept checkpoint may predate this snapshot (a commit since the counter was read)
+                size, note = self._latest_checkpoint(conn)
+            if lic.latest_index >= size:
+                # applied here, but its checkpoint is not yet quorum-cosigned
+                raise NotFinalError("the licence's latest record is not final yet; retry shortly")
+            row = self.store.entry(conn, lic.latest_index)
+            if row is None:
+                raise InvalidInputError(f"no entry {lic.latest_index}", reason="entry.unknown")
+            latest = SignedRecord.from_bytes(row.data)
+            found = self.key_admission(latest.record.key_id)
+            agency = view.agency(latest.record.agency)
+            key = agency.key(latest.record.key_id) if agency else None
+            if found is None or key is None:
+                raise InvalidInputError("the record's key has no admission record", reason="agency.key_unknown")
+            admission_index, admission = found
+            latest_proof = self._inclusion_proof(conn, lic.latest_index, size, row)
+            admission_proof = self._admission_proofs.get((admission_index, size))
+            if admission_proof is None:
+                admission_proof = self._inclusion_proof(conn, admission_index, size)
+                if len(self._admission_proofs) >= 1024:
+                    self._admission_proofs.clear()  # bounded: old sizes are never asked for again
+                self._admission_proofs[(admission_index, size)] = admission_proof
         state = lic.to_json()
         return {
             "origin": latest.record.origin,
@@ -349,13 +409,13 @@ class Ledger:
             "revocation_reason": lic.revocation_reason,
             "superseded_files": list(lic.superseded_files),
             "latest_record": latest.to_json(),
-            "inclusion_proof": self.inclusion_proof(lic.latest_index, size).to_json(),
+            "inclusion_proof": latest_proof.to_json(),
             "signing_key": {
                 "agency_id": latest.record.agency,
                 "key_id": key.key_id,
                 "public_key": encode_public_key(key.public_key),
                 "record": admission.to_json(),
-                "inclusion_proof": self.inclusion_proof(admission_index, size).to_json(),
+                "inclusion_proof": admission_proof.to_json(),
             },
             "checkpoint": note,
         }

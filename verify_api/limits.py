@@ -151,6 +151,9 @@ class RequestMetrics:
     def __init__(self, app: ASGIApp, *, metrics: Any) -> None:
         self.app = app
         self.metrics = metrics
+        #: the labelled children per (route, status): ``labels()`` costs as much as the rest of a
+        #: cached status answer; few keys (route templates x statuses), so unbounded is fine
+        self._children: dict[tuple[str, int], tuple[Any, Any]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -170,5 +173,9 @@ class RequestMetrics:
         finally:
             route = scope.get("route")
             name = getattr(route, "path", "unmatched")
-            self.metrics.requests.labels(name, str(status)).inc()
-            self.metrics.latency.labels(name).observe(time.perf_counter() - start)
+            children = self._children.get((name, status))
+            if children is None:
+                children = (self.metrics.requests.labels(name, str(status)), self.metrics.latency.labels(name))
+                self._children[(name, status)] = children
+            children[0].inc()
+            children[1].observe(time.perf_counter() - start)

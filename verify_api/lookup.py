@@ -70,8 +70,8 @@ def history_timeline(ledger: Ledger, licence_id: str) -> list[TimelineEntry]:
     """The licence's records on this ledger, oldest first; empty when it has none."""
     names: dict[str, str] = {}
     out: list[TimelineEntry] = []
-    for item in ledger.history(licence_id)[-MAX_TIMELINE:]:
-        rec = item.record.record
+    for index, signed in ledger.licence_records(licence_id)[-MAX_TIMELINE:]:
+        rec = signed.record
         if rec.type not in LICENCE_TYPES:
             continue
         if rec.agency not in names:
@@ -81,7 +81,7 @@ def history_timeline(ledger: Ledger, licence_id: str) -> list[TimelineEntry]:
         version = p.get("version")
         out.append(
             TimelineEntry(
-                index=item.index,
+                index=index,
                 type=str(rec.type),
                 time=format_time(rec.time),
                 agency=rec.agency,
