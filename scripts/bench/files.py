@@ -30,13 +30,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from cert_formats.identifier import LicenceIdentifier
 from cert_formats.issuance import AgencyCredentials, attach_bundles, issue_payload, render_and_sign
 from cert_formats.seal import make_seal, render_seal_picture
-from cert_formats.template import builtin_templates
+from cert_formats.licence import Licence
+from cert_formats.template import LicenceTemplate, builtin_templates
 from cert_formats.verify_file import verify_licence_file
 from ledger.records import Record, RecordType, new_nonce, now_utc, sign_record
 from nodes.config import NodeConfig
-from nodes.local import agency_key_json, init_node
+from nodes.local import LocalNode, agency_key_json, init_node
 from signing.sm2 import SM2PrivateKey
-from signing.x509 import DistinguishedName, Role, Validity, issue_certificate, issue_root_certificate
+from signing.x509 import Certificate, DistinguishedName, Role, Validity, issue_certificate, issue_root_certificate
 
 _SURNAMES = "赵钱孙李周吴郑王冯陈褚卫蒋沈韩杨朱秦尤许何吕施张孔曹严华金魏陶姜"
 _WORDS = "云岫明德星河西溪湖畔天和远达恒信安泰华盛嘉禾锦程博雅智联数科"
@@ -55,14 +56,20 @@ def sm2_rate(seconds: float = 2.0) -> float:
     return n / (time.perf_counter() - start)
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--count", type=int, default=40, help="licences to issue (and files to verify per format)")
-    ap.add_argument("--json", action="store_true")
-    args = ap.parse_args()
-    say = (lambda s: print(s, file=sys.stderr)) if args.json else print
+@dataclasses.dataclass
+class Bench:
+    """A single-node ledger with one admitted agency and its signing credentials."""
 
-    ref = sm2_rate()
+    template: LicenceTemplate
+    sample: Licence
+    root: Certificate
+    agency_key: SM2PrivateKey
+    creds: AgencyCredentials
+    node: LocalNode
+
+
+def setup(tmp: Path) -> Bench:
+    """The benchmark's ledger and agency in ``tmp`` (also used by profiling scripts)."""
     tpl = builtin_templates()["business_licence"]
     sample = tpl.sample_licence()
     root_key, ag_key, maker_key = SM2PrivateKey.generate(), SM2PrivateKey.generate(), SM2PrivateKey.generate()
@@ -93,30 +100,43 @@ def main() -> None:
     )
     creds = AgencyCredentials(ag_key, agency, (root,), seal)
 
+    cfg = NodeConfig(home=tmp / "node", node_id="bench")
+    cfg.database = cfg.default_database()
+    node = init_node(
+        cfg,
+        b"bench passphrase",
+        origin="bench.certledger.example/files",
+        node_name="bench",
+        authority_id="gov",
+        authority_name="gov",
+    )
+    node.governance(
+        RecordType.AGENCY_ADMIT,
+        {
+            "agency": {
+                "id": sample.issuer_code,
+                "name": sample.issuer_name,
+                "regions": ["33"],
+                "types": [tpl.type_code],
+                "authority": False,
+                "keys": [agency_key_json(ag_key.public_key)],
+            }
+        },
+    )
+    return Bench(tpl, sample, root, ag_key, creds, node)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--count", type=int, default=40, help="licences to issue (and files to verify per format)")
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args()
+    say = (lambda s: print(s, file=sys.stderr)) if args.json else print
+
+    ref = sm2_rate()
     with tempfile.TemporaryDirectory() as tmp:
-        cfg = NodeConfig(home=Path(tmp) / "node", node_id="bench")
-        cfg.database = cfg.default_database()
-        node = init_node(
-            cfg,
-            b"bench passphrase",
-            origin="bench.certledger.example/files",
-            node_name="bench",
-            authority_id="gov",
-            authority_name="gov",
-        )
-        node.governance(
-            RecordType.AGENCY_ADMIT,
-            {
-                "agency": {
-                    "id": sample.issuer_code,
-                    "name": sample.issuer_name,
-                    "regions": ["33"],
-                    "types": [tpl.type_code],
-                    "authority": False,
-                    "keys": [agency_key_json(ag_key.public_key)],
-                }
-            },
-        )
+        b = setup(Path(tmp))
+        tpl, sample, root, ag_key, creds, node = b.template, b.sample, b.root, b.agency_key, b.creds, b.node
         # warm-up: the font base subset and the libraries load once per process
         render_and_sign(sample, tpl, creds, verify_host="v.example")
         issued: list[tuple[bytes, bytes]] = []
