@@ -29,8 +29,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from cert_formats.identifier import LicenceIdentifier
 from cert_formats.issuance import AgencyCredentials, attach_bundles, issue_payload, render_and_sign
-from cert_formats.seal import make_seal, render_seal_picture
 from cert_formats.licence import Licence
+from cert_formats.seal import make_seal, render_seal_picture
 from cert_formats.template import LicenceTemplate, builtin_templates
 from cert_formats.verify_file import verify_licence_file
 from ledger.records import Record, RecordType, new_nonce, now_utc, sign_record
