@@ -27,7 +27,7 @@ import hmac
 from dataclasses import dataclass
 from typing import Any, Final
 
-from asn1crypto import cms
+from asn1crypto import cms, core
 
 from cert_formats.pdfsig import oids
 from signing import der, sm3
@@ -168,6 +168,15 @@ def parse_sm2_signed_data(cms_der: bytes, *, max_certificates: int) -> Sm2Signed
         raise _malformed(_first_line(exc)) from None
 
 
+def _absent(value: Any) -> bool:
+    """Whether an OPTIONAL field is missing (asn1crypto's Void).
+
+    What ``value.native is None`` answers, without building the native form: for the
+    certificate set that decoded every certificate into dicts (~4 ms of a ~15 ms PDF check).
+    """
+    return isinstance(value, core.Void)
+
+
 def _algorithm(value: Any, what: str) -> str:
     params = value["parameters"]
     if params.native is not None:
@@ -182,7 +191,7 @@ def _parse(cms_der: bytes, max_certificates: int) -> Sm2SignedData:
         raise _malformed("not a signedData ContentInfo")
     signed = info["content"]
     encap = signed["encap_content_info"]
-    if encap["content_type"].dotted != _ID_DATA or encap["content"].native is not None:
+    if encap["content_type"].dotted != _ID_DATA or not _absent(encap["content"]):
         raise _malformed("a PDF signature is detached signedData over id-data")
     if len(signed["signer_infos"]) != 1:
         raise _malformed(f"expected one SignerInfo, found {len(signed['signer_infos'])}")
@@ -193,7 +202,7 @@ def _parse(cms_der: bytes, max_certificates: int) -> Sm2SignedData:
     if signature_algorithm not in oids.SM2_SIGNATURE_ALGORITHMS:
         raise _malformed(f"signatureAlgorithm {signature_algorithm} is not SM2")
     attrs = si["signed_attrs"]
-    if attrs.native is None or not attrs.contents:
+    if _absent(attrs) or not attrs.contents:
         raise _malformed("no signed attributes (GB/T 35275 PDF signatures sign attributes)")
 
     # the exact received bytes, re-tagged [0] IMPLICIT -> SET OF (RFC 5652 §5.4)
@@ -224,7 +233,7 @@ def _parse(cms_der: bytes, max_certificates: int) -> Sm2SignedData:
 
     # 4. certificates
     certificates = signed["certificates"]
-    if certificates.native is None or len(certificates) == 0:
+    if _absent(certificates) or len(certificates) == 0:
         raise _malformed("the CMS carries no certificates; the signer certificate must be embedded")
     if len(certificates) > max_certificates:
         raise _malformed(f"more than {max_certificates} certificates")
@@ -262,7 +271,7 @@ def _ess_cert_id(attrs: dict[str, Any]) -> EssCertId | None:
             raise _malformed(f"signing-certificate hash {hash_oid} is not accepted")
         serial = None
         issuer_serial = first["issuer_serial"]
-        if issuer_serial.native is not None:
+        if not _absent(issuer_serial):
             serial = int(issuer_serial["serial_number"].native)
         return EssCertId(hash_name=hash_name, cert_hash=bytes(first["cert_hash"].native), serial_number=serial)
     return None
