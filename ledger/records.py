@@ -26,7 +26,7 @@ import base64
 import re
 import secrets
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import InitVar, dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 from functools import cached_property
@@ -289,8 +289,14 @@ def _check_genesis(p: Mapping[str, Any]) -> None:
     _str(p, "description", max_len=1000, optional=True)
 
 
-def check_payload(rtype: RecordType, payload: Mapping[str, Any]) -> None:
-    """Validate the shape of a record's payload for its type (no state involved)."""
+def check_payload(rtype: RecordType, payload: Mapping[str, Any], *, entry_size: int | None = None) -> None:
+    """Validate the shape of a record's payload for its type (no state involved).
+
+    ``entry_size``: the byte length of the entry the payload was parsed from, if it was.
+    The entry parser's own limits then bound the metadata: its canonical bytes are part of
+    an entry that either re-encodes exactly (so they are no longer than it) or is refused
+    anyway, and its nesting is within the parser's depth limit less the three levels above it.
+    """
     lid = {"licence_id"}
     if rtype in (RecordType.ISSUE, RecordType.AMEND):
         allowed = lid | {"type_code", "region", "version", "files", "metadata"}
@@ -307,9 +313,11 @@ def check_payload(rtype: RecordType, payload: Mapping[str, Any]) -> None:
             raise _bad("AMEND must carry the new version (>= 2)")
         _check_files(payload.get("files"))
         meta = _obj(payload.get("metadata", {}), "payload.metadata")
-        if len(canonical_bytes(meta)) > MAX_METADATA_BYTES:
+        if (entry_size is None or entry_size > MAX_METADATA_BYTES) and len(
+            canonical_bytes(meta)
+        ) > MAX_METADATA_BYTES:
             raise _bad("payload.metadata is larger than 16 KiB", reasons.RECORD_TOO_LARGE)
-        if _depth(meta) > MAX_METADATA_DEPTH:
+        if entry_size is None and _depth(meta) > MAX_METADATA_DEPTH:
             raise _bad(f"payload.metadata nests deeper than {MAX_METADATA_DEPTH} levels")
         _str(payload, "reason_text", max_len=1000, optional=True)
     elif rtype in (RecordType.SUSPEND, RecordType.REVOKE):
@@ -357,8 +365,10 @@ class Record:
     agency: str
     key_id: str
     payload: Mapping[str, Any]
+    #: set only by the entry parser: see check_payload
+    entry_size: InitVar[int | None] = None
 
-    def __post_init__(self) -> None:
+    def __post_init__(self, entry_size: int | None) -> None:
         if not isinstance(self.origin, str) or not _ORIGIN_RE.match(self.origin):
             # the origin is also a signed-note key name prefix: no spaces, no '+'
             raise _bad("origin must be 1..255 printable characters without spaces or '+'")
@@ -371,7 +381,7 @@ class Record:
                 raise _bad("key_id must be the hex SM3 of the signing key")
         elif self.agency or self.key_id:
             raise _bad("governance records carry no agency or key_id: authorities sign them")
-        check_payload(self.type, self.payload)
+        check_payload(self.type, self.payload, entry_size=entry_size)
 
     # -- encoding ---------------------------------------------------------------------
 
@@ -388,7 +398,8 @@ class Record:
         }
 
     @classmethod
-    def from_json(cls, obj: object) -> Record:
+    def from_json(cls, obj: object, *, entry_size: int | None = None) -> Record:
+        """The record of a JSON object; ``entry_size`` only from the entry parser (check_payload)."""
         rec = _obj(obj, "record")
         _only(rec, {"v", "type", "origin", "time", "nonce", "agency", "key_id", "payload"}, "record")
         if rec.get("v") != FORMAT_VERSION:
@@ -397,15 +408,22 @@ class Record:
             rtype = RecordType(str(rec.get("type")))
         except ValueError:
             raise _bad(f"unknown record type {rec.get('type')!r}", reasons.RECORD_UNKNOWN_TYPE) from None
-        return cls(
+        time_text = rec.get("time")
+        record = cls(
             type=rtype,
             origin=_str(rec, "origin", max_len=255),
-            time=parse_time(rec.get("time")),
+            time=parse_time(time_text),
             nonce=_str(rec, "nonce", max_len=32),
             agency=_str(rec, "agency", max_len=128),
             key_id=_str(rec, "key_id", max_len=64),
             payload=_obj(rec.get("payload"), "payload"),
+            entry_size=entry_size,
         )
+        if record.time.year >= 1000:
+            # parse_time fixed every digit and format_time writes those years back digit for
+            # digit: the text read is the text format_time would write, so keep it
+            record.__dict__["_time_text"] = time_text
+        return record
 
     @cached_property
     def _time_text(self) -> str:
@@ -478,7 +496,7 @@ class SignedRecord:
         return self._entry
 
     @classmethod
-    def from_json(cls, obj: object) -> SignedRecord:
+    def from_json(cls, obj: object, *, entry_size: int | None = None) -> SignedRecord:
         env = _obj(obj, "signed record")
         _only(env, {"record", "signatures"}, "signed record")
         sigs = env.get("signatures")
@@ -493,7 +511,7 @@ class SignedRecord:
             except ValueError:
                 raise _bad(f"signatures[{i}].sig is not valid base64") from None
             parsed.append(Signature(_str(so, "key_id", pattern=_HEX64_RE), raw))
-        return cls(Record.from_json(env.get("record")), tuple(parsed))
+        return cls(Record.from_json(env.get("record"), entry_size=entry_size), tuple(parsed))
 
     @classmethod
     def from_bytes(cls, data: bytes) -> SignedRecord:
@@ -514,14 +532,14 @@ class SignedRecord:
             obj = parse_canonical(data, max_bytes=MAX_ENTRY_BYTES, max_depth=MAX_ENTRY_DEPTH, check_form=check_form)
         except InvalidInputError as exc:
             raise InvalidInputError(str(exc), reason=reasons.RECORD_NOT_CANONICAL) from None
-        signed = cls.from_json(obj)
+        signed = cls.from_json(obj, entry_size=len(data))
         # canonical JSON is not enough: a value the model normalises ("v": true read as 1,
         # base64 with non-zero pad bits) would give one entry two byte forms and two hashes.
         # The model's JSON holds only parser output and plain str/int fields, which
         # reencode_parsed writes exactly as canonical_bytes does, at C speed; its result
         # becomes the record's cached signed bytes, so the record is encoded once.
         record_bytes = reencode_parsed(signed.record.to_json())
-        if _envelope(record_bytes, signed.signatures, reencode_parsed) != data:
+        if _envelope(record_bytes, signed.signatures, _signatures_bytes) != data:
             raise InvalidInputError("record does not re-encode to the same bytes (a field value is not in "
                                     "its canonical form)", reason=reasons.RECORD_NOT_CANONICAL)
         signed.record.__dict__["_signed"] = record_bytes  # the cached_property's slot
@@ -546,6 +564,18 @@ class SignedRecord:
 def _envelope(record_bytes: bytes, signatures: Sequence[Signature], encode: Callable[[Any], bytes]) -> bytes:
     """Canonical bytes of ``{"record": ..., "signatures": [...]}`` around the record's own bytes."""
     return b'{"record":' + record_bytes + b',"signatures":' + encode([s.to_json() for s in signatures]) + b"}"
+
+
+def _signatures_bytes(signatures: list[dict[str, str]]) -> bytes:
+    """Canonical bytes of a signature list, written directly.
+
+    Exact for what SignedRecord.from_json builds: a key_id is 64 lower-case hex digits and a
+    sig is base64 (``A-Za-z0-9+/=``), characters RFC 8785 writes as they are, and "key_id"
+    sorts before "sig".
+    """
+    return (
+        "[" + ",".join(f'{{"key_id":"{s["key_id"]}","sig":"{s["sig"]}"}}' for s in signatures) + "]"
+    ).encode("ascii")
 
 
 def sign_record(record: Record, keys: Sequence[SM2PrivateKey]) -> SignedRecord:

@@ -331,6 +331,56 @@ def test_metadata_nesting_limit_matches_the_parser(keys: KeyRing) -> None:
     assert info.value.reason == reasons.RECORD_MALFORMED
 
 
+def test_parsed_metadata_limits_follow_from_the_entry_limits(keys: KeyRing) -> None:
+    """The parser skips the metadata's own size and depth checks where its limits imply them."""
+
+    def nested(depth: int) -> dict[str, Any]:
+        value: dict[str, Any] = {}
+        for _ in range(depth - 1):
+            value = {"a": value}
+        return value
+
+    # one level too deep: the parser's depth limit refuses the entry before the model sees it
+    deep = _with(keys, lambda o: o["record"]["payload"].update(metadata=nested(MAX_METADATA_DEPTH + 1)))
+    with pytest.raises(InvalidInputError):
+        SignedRecord.from_bytes(deep)
+    # an entry above the metadata limit gets the exact size check: just under it parses,
+    # one byte over is refused (the signature is never reached)
+    overhead = len(canonical_bytes({"note": ""}))
+    just = "好" * ((MAX_METADATA_BYTES - overhead) // 3)
+    fits = _with(keys, lambda o: o["record"]["payload"].update(metadata={"note": just}))
+    assert len(fits) > MAX_METADATA_BYTES
+    assert SignedRecord.from_bytes(fits).record.payload["metadata"] == {"note": just}
+    pad = MAX_METADATA_BYTES - overhead - len(just.encode()) + 1
+    over = _with(keys, lambda o: o["record"]["payload"].update(metadata={"note": just + "x" * pad}))
+    with pytest.raises(InvalidInputError) as info:
+        SignedRecord.from_bytes(over)
+    assert info.value.reason == reasons.RECORD_TOO_LARGE
+
+
+def test_parsed_record_keeps_the_time_text_it_read(keys: KeyRing) -> None:
+    signed = every_type(keys)[RecordType.ISSUE]
+    again = SignedRecord.from_bytes(signed.entry_bytes())
+    assert again.record.to_json()["time"] == signed.record.to_json()["time"]
+    assert again.record.time == signed.record.time
+    # a record built from the parsed one encodes the same way
+    assert Record.from_json(again.record.to_json()).signed_bytes() == signed.record.signed_bytes()
+
+
+def test_multi_signature_entry_round_trips(keys: KeyRing) -> None:
+    """The signature list of a parsed entry is compared in its canonical spelling."""
+    signed = every_type(keys)[RecordType.GENESIS]
+    assert len(signed.signatures) == 2
+    data = signed.entry_bytes()
+    assert SignedRecord.from_bytes(data) == signed
+    swapped = json.loads(data)
+    swapped["signatures"].reverse()
+    # the list order is part of the bytes: a reordered list is another entry, parsed as such
+    again = SignedRecord.from_bytes(canonical_bytes(swapped))
+    assert again.signatures == tuple(reversed(signed.signatures))
+    assert again.entry_bytes() == canonical_bytes(swapped)
+
+
 @pytest.mark.parametrize("field,limit", [("licence_id", 128), ("reason_text", 1000)])
 def test_oversized_strings(keys: KeyRing, field: str, limit: int) -> None:
     payload = revoke_payload("L1")
