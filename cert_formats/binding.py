@@ -122,7 +122,14 @@ def ofd_bundle_path(parts: Mapping[str, bytes], attachment_data: bytes | None) -
     return matches[0]
 
 
-def ofd_digest(parts: Mapping[str, bytes], bundle_path: str | None) -> str:
-    """SM3 over the canonical (path, SM3) list of every part but the bundle."""
-    listing = [[path, sm3(data).hex()] for path, data in sorted(parts.items()) if path != bundle_path]
+def ofd_digest(parts: Mapping[str, bytes], bundle_path: str | None, known: Mapping[str, bytes] | None = None) -> str:
+    """SM3 over the canonical (path, SM3) list of every part but the bundle.
+
+    ``known``: SM3 values already computed for some parts (path -> digest of exactly
+    ``parts[path]``, as a seal check leaves them); the others are hashed here.
+    """
+    known = known or {}
+    listing = [
+        [path, (known.get(path) or sm3(data)).hex()] for path, data in sorted(parts.items()) if path != bundle_path
+    ]
     return sm3(json.dumps(listing, separators=(",", ":"), ensure_ascii=False).encode()).hex()

@@ -175,16 +175,24 @@ def _pdf_identifier(pdf: bytes) -> str:
 
 def _ofd(data: bytes, roots: Sequence[Certificate], at: datetime | None) -> _Facts:
     from cert_formats.binding import BUNDLE_NAME
-    from cert_formats.ofd import read_ofd
-    from cert_formats.seal import inspect_ofd_seals
+    from cert_formats.ofd import Deadline, read_ofd_metadata, read_zip
+    from cert_formats.seal import SealVerifyLimits, inspect_ofd_package
 
     facts = _Facts([])
-    read = read_ofd(data)
-    parts = dict(read.parts)
-    attachment = next((a for a in read.document.attachments if a.name == BUNDLE_NAME), None)
+    limits = SealVerifyLimits()
+    deadline = Deadline(limits.max_seconds)
+    # unzipped once; only the parts the verdict needs are parsed: the metadata (identifier,
+    # attachments) and the seals, which protect every other part byte for byte
+    parts = read_zip(data, limits.read.zip, deadline)
+    meta = read_ofd_metadata(parts, limits=limits.read, deadline=deadline)
+    attachment = next((a for a in meta.attachments if a.name == BUNDLE_NAME), None)
     bundle_path = ofd_bundle_path(parts, attachment.data if attachment else None)
     facts.bundle = attachment.data if attachment else None
-    result = inspect_ofd_seals(data, list(roots), at=at, exempt=[bundle_path] if bundle_path else [])
+    digests: dict[str, bytes] = {}
+    result = inspect_ofd_package(
+        parts, list(roots), at=at, exempt=[bundle_path] if bundle_path else [], limits=limits,
+        deadline=deadline, digests=digests,
+    )
     if result.ok:
         facts.checks.append(
             FileCheck(
@@ -201,8 +209,8 @@ def _ofd(data: bytes, roots: Sequence[Certificate], at: datetime | None) -> _Fac
             )
         )
         facts.authentic = False
-    facts.digest = ofd_digest(parts, bundle_path)
-    facts.identifier = read.document.info.custom.get("certledger.identifier", "")
+    facts.digest = ofd_digest(parts, bundle_path, digests)
+    facts.identifier = meta.info.custom.get("certledger.identifier", "")
     return facts
 
 

@@ -40,7 +40,7 @@ from .model import (
     TextObject,
     new_doc_id,
 )
-from .reader import OFDReadResult, read_ofd, resolve_loc
+from .reader import OFDMetadata, OFDReadResult, read_ofd, read_ofd_metadata, resolve_loc
 from .safezip import read_zip
 from .writer import build_parts, pack_parts, write_ofd
 from .xmlsafe import parse_xml
@@ -61,6 +61,7 @@ __all__ = [
     "LineTo",
     "MoveTo",
     "OFDDocument",
+    "OFDMetadata",
     "OFDReadResult",
     "Page",
     "PageObject",
@@ -76,6 +77,7 @@ __all__ = [
     "pack_parts",
     "parse_xml",
     "read_ofd",
+    "read_ofd_metadata",
     "read_zip",
     "resolve_loc",
     "write_ofd",

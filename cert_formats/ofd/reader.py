@@ -100,6 +100,16 @@ class OFDReadResult:
     doc_type: str | None
 
 
+@dataclass(frozen=True)
+class OFDMetadata:
+    """What :func:`read_ofd_metadata` returns: the document's info and attachments only."""
+
+    info: DocumentInfo
+    attachments: tuple[Attachment, ...]
+    doc_root: str
+    signatures_loc: str | None
+
+
 class _ParsedPathCache:
     """Parsed ``AbbreviatedData``, keyed by everything the parse depends on.
 
@@ -363,6 +373,27 @@ class _Reader:
     # -- 2. OFD.xml ------------------------------------------------------------------
 
     def read(self) -> OFDReadResult:
+        root, info, doc_root, signatures = self.entry()
+        pages, attachments = self.document(doc_root)
+        document = OFDDocument(info=info, pages=tuple(pages), attachments=tuple(attachments))
+        # 6. the model, and the raw parts for whoever verifies a seal over them
+        return OFDReadResult(document=document, parts=MappingProxyType(self.parts),
+                             doc_root=doc_root, signatures_loc=signatures,
+                             version=root.get("Version"), doc_type=root.get("DocType"))
+
+    def metadata(self) -> OFDMetadata:
+        _root, info, doc_root, signatures = self.entry()
+        document = self.xml(doc_root, "document root", "Document")
+        attachments: list[Attachment] = []
+        attach_loc = _child_text(document, "Attachments")
+        if attach_loc:
+            doc_dir = _dir(doc_root)
+            attachments = self.attachments(resolve_loc(attach_loc, doc_dir, doc_dir, part=doc_root), doc_dir)
+        return OFDMetadata(info=info, attachments=tuple(attachments), doc_root=doc_root,
+                           signatures_loc=signatures)
+
+    def entry(self) -> tuple[ET.Element, DocumentInfo, str, str | None]:
+        """OFD.xml: its root, the document's info, the DocRoot and Signatures paths."""
         root = self.xml("OFD.xml", "entry part", "OFD")
         bodies = _children(root, "DocBody")
         if not bodies:
@@ -384,12 +415,7 @@ class _Reader:
         signatures_text = _child_text(body, "Signatures")
         signatures = (resolve_loc(signatures_text, "", "", part="OFD.xml")
                       if signatures_text else None)
-        pages, attachments = self.document(doc_root)
-        document = OFDDocument(info=info, pages=tuple(pages), attachments=tuple(attachments))
-        # 6. the model, and the raw parts for whoever verifies a seal over them
-        return OFDReadResult(document=document, parts=MappingProxyType(self.parts),
-                             doc_root=doc_root, signatures_loc=signatures,
-                             version=root.get("Version"), doc_type=root.get("DocType"))
+        return root, info, doc_root, signatures
 
     def doc_info(self, el: ET.Element) -> DocumentInfo:
         path = "OFD.xml"
@@ -786,3 +812,17 @@ def read_ofd(data: bytes, *, limits: ReadLimits | None = None) -> OFDReadResult:
     parts = read_zip(bytes(data), limits.zip, deadline)
     # 2.-6.
     return _Reader(parts, limits, deadline).read()
+
+
+def read_ofd_metadata(
+    parts: dict[str, bytes], *, limits: ReadLimits | None = None, deadline: Deadline | None = None
+) -> OFDMetadata:
+    """The document info (OFD.xml) and attachments (Document.xml) of a package read by
+    :func:`cert_formats.ofd.read_zip`, with :func:`read_ofd`'s rules for those parts.
+
+    Pages and resources are not read: for a verifier whose seal check protects every part
+    byte for byte, the page content adds nothing to the verdict, and not parsing it leaves
+    hostile page content nothing to attack.
+    """
+    limits = limits or ReadLimits()
+    return _Reader(parts, limits, deadline or Deadline(limits.max_seconds)).metadata()

@@ -53,7 +53,7 @@ from .ses import (
     parse_seal_signature,
 )
 from .sign import StampPlacement, seal_document, seal_ofd
-from .verify import SealVerifyLimits, inspect_ofd_seals, verify_ofd_seals
+from .verify import SealVerifyLimits, inspect_ofd_package, inspect_ofd_seals, verify_ofd_seals
 
 __all__ = [
     "ORGANIZATION_SEAL",
@@ -82,6 +82,7 @@ __all__ = [
     "SesLimits",
     "StampAppearance",
     "StampPlacement",
+    "inspect_ofd_package",
     "inspect_ofd_seals",
     "load_seal",
     "make_seal",

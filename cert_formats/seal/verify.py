@@ -50,6 +50,7 @@ from cert_formats.ofd import Deadline, ReadLimits, read_zip, resolve_loc
 from signing import sm3
 from signing.errors import CertLedgerError, InvalidInputError, VerificationError
 from signing.sm2 import DEFAULT_SIGNER_ID
+from signing.sm2.memo import VerifiedSignatures
 from signing.x509 import Certificate, KeyUsage, Role, load_certificate, verify_chain
 
 from . import ofdsig
@@ -76,6 +77,8 @@ CLOCK_SKEW: Final = timedelta(minutes=5)
 #: CertDigestObj.type values understood as SM3
 _SM3_DIGEST_TYPES: Final = frozenset({"sm3", SM3})
 _LISTED_FILES: Final = 8
+#: a seal's maker signature is the same on every file sealed with it
+_SEAL_SIGNATURES: Final = VerifiedSignatures()
 
 
 @dataclass(frozen=True)
@@ -290,7 +293,8 @@ def _check_signed_value(ctx: _Context, entry: ofdsig.SignatureListEntry, signatu
             checks.failed(CheckName.SEAL_SIGNATURE, REASON_MALFORMED, f"the seal maker certificate: {_error_text(exc)}")
         else:
             try:
-                found.maker.public_key.verify(seal.signature, seal.info_der, signer_id=DEFAULT_SIGNER_ID)
+                _SEAL_SIGNATURES.verify(found.maker.public_key, seal.signature, seal.info_der,
+                                        signer_id=DEFAULT_SIGNER_ID)
             except (VerificationError, InvalidInputError) as exc:
                 checks.failed(CheckName.SEAL_SIGNATURE, REASON_SIGNATURE,
                               f"the seal maker's SM2 signature over SES_SealInfo does not verify: {_error_text(exc)}")
@@ -427,15 +431,39 @@ def inspect_ofd_seals(
     (``ofd.timeout``). Everything else is a check in the result.
     """
     limits = limits or SealVerifyLimits()
-    if at is not None and (at.tzinfo is None or at.utcoffset() is None):
-        raise InvalidInputError("the verification time must be timezone-aware", reason="seal.time")
-    when = datetime.now(UTC) if at is None else at.astimezone(UTC)
     if not isinstance(data, bytes | bytearray | memoryview):
         raise InvalidInputError("the OFD file must be given as bytes", reason="ofd.not_zip")
     deadline = Deadline(limits.max_seconds)
-
     # 1. the container
     parts = read_zip(bytes(data), limits.read.zip, deadline)
+    return inspect_ofd_package(parts, trust_anchors, intermediates=intermediates,
+                               maker_trust_anchors=maker_trust_anchors, at=at, signer_role=signer_role,
+                               limits=limits, exempt=exempt, deadline=deadline)
+
+
+def inspect_ofd_package(
+    parts: dict[str, bytes],
+    trust_anchors: Sequence[Certificate],
+    *,
+    intermediates: Sequence[Certificate] = (),
+    maker_trust_anchors: Sequence[Certificate] | None = None,
+    at: datetime | None = None,
+    signer_role: Role | None = Role.AGENCY,
+    limits: SealVerifyLimits | None = None,
+    exempt: Collection[str] = (),
+    deadline: Deadline | None = None,
+    digests: dict[str, bytes] | None = None,
+) -> OFDSealVerification:
+    """:func:`inspect_ofd_seals` from step 2 on, for a package already read by
+    :func:`cert_formats.ofd.read_zip` (a caller that also reads the package's metadata
+    unzips it once). ``digests`` (path -> SM3), if given, is filled with the SM3 of every
+    part the seals reference, so the caller need not hash them again.
+    """
+    limits = limits or SealVerifyLimits()
+    if at is not None and (at.tzinfo is None or at.utcoffset() is None):
+        raise InvalidInputError("the verification time must be timezone-aware", reason="seal.time")
+    when = datetime.now(UTC) if at is None else at.astimezone(UTC)
+    deadline = deadline or Deadline(limits.max_seconds)
 
     # 2. OFD.xml
     ofd_xml = parts.get("OFD.xml")
@@ -475,7 +503,7 @@ def inspect_ofd_seals(
     ctx = _Context(parts=parts, pages=pages, trust_anchors=anchors,
                    maker_trust_anchors=anchors if maker_trust_anchors is None else tuple(maker_trust_anchors),
                    intermediates=tuple(intermediates), signer_role=signer_role, when=when, limits=limits,
-                   deadline=deadline)
+                   deadline=deadline, digests={} if digests is None else digests)
     results: list[SealSignatureResult] = []
     found: list[_Found] = []
     for entry in signature_list.entries:

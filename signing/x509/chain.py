@@ -34,6 +34,7 @@ from typing import Final
 
 from signing.errors import CertLedgerError, InvalidInputError, VerificationError
 from signing.sm2 import DEFAULT_SIGNER_ID
+from signing.sm2.memo import VerifiedSignatures
 from signing.x509.model import Certificate, KeyUsage, Role
 
 #: leaf + intermediates + anchor; a province hierarchy is two or three deep
@@ -91,6 +92,10 @@ def check_validity(cert: Certificate, at: datetime) -> None:
         )
 
 
+#: certificate signatures repeat on every file a verifier sees (same agency, same root)
+_CERT_SIGNATURES: Final = VerifiedSignatures()
+
+
 def verify_issued_by(cert: Certificate, issuer: Certificate) -> None:
     """Check that ``issuer`` names and signs ``cert``: the name link and the SM2 signature.
 
@@ -105,7 +110,7 @@ def verify_issued_by(cert: Certificate, issuer: Certificate) -> None:
             cert,
         )
     try:
-        issuer.public_key.verify(cert.signature, cert.tbs_der, signer_id=DEFAULT_SIGNER_ID)
+        _CERT_SIGNATURES.verify(issuer.public_key, cert.signature, cert.tbs_der, signer_id=DEFAULT_SIGNER_ID)
     except CertLedgerError:
         raise _fail(
             "cert.signature",

@@ -45,6 +45,8 @@ from cert_formats.ofd import (
     pack_parts,
     parse_xml,
     read_ofd,
+    read_ofd_metadata,
+    read_zip,
     resolve_loc,
     write_ofd,
 )
@@ -557,6 +559,62 @@ def test_corpus_file_is_refused_with_its_reason(name: str, no_file_writes: None)
         read_ofd(data)
     assert exc.value.reason == reason, str(exc.value)
     assert str(exc.value)  # a message a person can read
+
+
+#: corpus files whose hostile part is a page, a page reference or a resource: the metadata
+#: read never opens or follows those (a verifier's seal check protects them byte for byte)
+_PAGE_LEVEL: frozenset[str] = frozenset({
+    "boundary_infinite.ofd",
+    "colour_out_of_range.ofd",
+    "ctm_nan.ofd",
+    "deep_nesting.ofd",
+    "deltax_nan.ofd",
+    "duplicate_ids.ofd",
+    "font_file_traversal.ofd",
+    "huge_attribute.ofd",
+    "media_file_url.ofd",
+    "missing_image_file.ofd",
+    "missing_page.ofd",
+    "no_pages.ofd",
+    "page_escapes_doc_folder.ofd",
+    "page_escapes_root.ofd",
+    "page_loc_drive_letter.ofd",
+    "page_size_absurd.ofd",
+    "path_unknown_operator.ofd",
+    "res_baseloc_traversal.ofd",
+    "text_too_long.ofd",
+    "too_many_pages.ofd",
+    "unknown_font.ofd",
+    "unknown_image.ofd",
+})
+
+
+@pytest.mark.timeout(20)
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_corpus_file_through_the_metadata_read(name: str, no_file_writes: None) -> None:
+    """read_ofd_metadata (the verifier's read) refuses with read_ofd's reason, or reads
+    exactly read_ofd's info and attachments; a refusal only read_ofd makes must lie in a
+    part the metadata read does not open (a page or a resource)."""
+    data = (CORPUS / name).read_bytes()
+    try:
+        full = read_ofd(data)
+    except InvalidInputError as exc:
+        full_reason: str | None = exc.reason
+    else:
+        full_reason = None
+    try:
+        meta = read_ofd_metadata(read_zip(data))
+    except InvalidInputError as exc:
+        assert exc.reason == full_reason, str(exc)
+        assert str(exc)
+        return
+    if full_reason is None:
+        assert meta.info == full.document.info
+        assert meta.attachments == full.document.attachments
+        assert (meta.doc_root, meta.signatures_loc) == (full.doc_root, full.signatures_loc)
+    else:
+        assert name in _PAGE_LEVEL, (name, full_reason)
+    assert (full_reason is not None and full_reason == EXPECTED[name]) == (name in _PAGE_LEVEL)
 
 
 def test_watcher_catches_a_write(tmp_path: Path) -> None:

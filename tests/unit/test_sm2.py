@@ -711,3 +711,33 @@ def test_mutated_key_and_signature_bytes_never_crash(monkeypatch: pytest.MonkeyP
             except Exception as exc:
                 crashes.setdefault(f"{name}: {type(exc).__name__}: {exc}", data.hex())
     assert not crashes, crashes
+
+
+# -- the memory of passed verifications -------------------------------------------------------
+
+
+def test_verified_signatures_remember_only_exact_passes() -> None:
+    from signing.sm2.memo import VerifiedSignatures
+
+    memo = VerifiedSignatures(size=2)
+    key, other = SM2PrivateKey.generate(), SM2PrivateKey.generate()
+    msg = b"tbs certificate bytes"
+    sig = key.sign(msg)
+    memo.verify(key.public_key, sig, msg)
+    assert len(memo) == 1
+    memo.verify(key.public_key, sig, msg)  # remembered: no second entry
+    assert len(memo) == 1
+    # every input the answer depends on is part of the key: none of these hits the entry
+    with pytest.raises(VerificationError):
+        memo.verify(key.public_key, sig, msg + b"!")
+    with pytest.raises(VerificationError):
+        memo.verify(other.public_key, sig, msg)
+    with pytest.raises(VerificationError):
+        memo.verify(key.public_key, sig, msg, signer_id=b"another signer")
+    with pytest.raises((VerificationError, InvalidInputError)):
+        memo.verify(key.public_key, sig[:-1] + bytes([sig[-1] ^ 1]), msg)
+    assert len(memo) == 1  # failures are never remembered
+    # bounded: least recently used out
+    for m in (b"a", b"b"):
+        memo.verify(key.public_key, key.sign(m), m)
+    assert len(memo) == 2
