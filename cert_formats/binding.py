@@ -82,14 +82,15 @@ def pdf_digest(pdf: bytes) -> str:
 
 
 def attach_pdf_bundle(pdf: bytes, bundle: bytes) -> bytes:
-    """Append the bundle as an embedded file in an incremental update (signatures stay intact)."""
-    from pypdf import PdfWriter
+    """Append the bundle as an embedded file in an incremental update (signatures stay intact).
 
-    writer = PdfWriter(io.BytesIO(pdf), incremental=True)
-    writer.add_attachment(BUNDLE_NAME, bundle)
-    out = io.BytesIO()
-    writer.write(out)
-    return out.getvalue()
+    The update is :mod:`cert_formats.pdf_update`'s: a pure function of the signed revision and
+    the bundle, so a verifier rebuilds it and compares bytes. Raises ``pdf.unsupported_update``
+    for a PDF certledger did not sign (an xref stream, a catalog that already has /Names).
+    """
+    from cert_formats.pdf_update import attach_bundle
+
+    return attach_bundle(pdf, bundle)
 
 
 def extract_pdf_bundle(pdf: bytes) -> bytes | None:

@@ -36,13 +36,13 @@ from typing import Any, Final
 
 from cert_formats.binding import (
     attach_pdf_bundle,
-    extract_pdf_bundle,
     ofd_bundle_path,
     ofd_digest,
     parse_bundle,
     pdf_signed_revision_end,
 )
 from cert_formats.identifier import LicenceIdentifier
+from cert_formats.pdf_update import read_own_bundle
 from ledger.anchors import TrustAnchors
 from ledger.proofcheck import verify_offline
 from signing.errors import CertLedgerError, InvalidInputError
@@ -131,10 +131,11 @@ def _pdf(data: bytes, roots: Sequence[Certificate], at: datetime | None) -> _Fac
         signed = data
     else:
         signed = data[:end]
-        facts.bundle = extract_pdf_bundle(data) if end < len(data) else None
         if end < len(data):
             # the only change allowed after signing: certledger's own bundle update, byte for byte
-            if facts.bundle is None or attach_pdf_bundle(signed, facts.bundle) != data:
+            facts.bundle = read_own_bundle(data, end)
+            if facts.bundle is None or not _is_bundle_update(signed, facts.bundle, data):
+                facts.bundle = None
                 facts.checks.append(
                     FileCheck("revisions", False, "the PDF was changed after it was signed", "pdf.modified")
                 )
@@ -157,20 +158,29 @@ def _pdf(data: bytes, roots: Sequence[Certificate], at: datetime | None) -> _Fac
             )
             facts.authentic = False
     facts.digest = sm3(signed).hex()
-    facts.identifier = _pdf_identifier(signed)
+    # the identifier from the parse that checked the signature; an unsigned file is read for
+    # it alone (its verdict is forged whatever it says, but the answer names the licence)
+    info = result.info if end is not None else _pdf_info(signed)
+    facts.identifier = str(info.get("/Subject", "") or "").strip()
     return facts
 
 
-def _pdf_identifier(pdf: bytes) -> str:
+def _is_bundle_update(signed: bytes, bundle: bytes, data: bytes) -> bool:
+    try:
+        return attach_pdf_bundle(signed, bundle) == data
+    except InvalidInputError:  # a signed revision certledger could not have attached a bundle to
+        return False
+
+
+def _pdf_info(pdf: bytes) -> dict[str, str]:
     from pypdf import PdfReader
     from pypdf.errors import PyPdfError
 
     try:
         info: Any = PdfReader(io.BytesIO(pdf), strict=False).metadata or {}
-        subject = str(info.get("/Subject", "") or "")
+        return {str(k): str(v) for k, v in info.items() if isinstance(v, str)}
     except (PyPdfError, ValueError, KeyError, TypeError, OSError):
-        return ""
-    return subject.strip()
+        return {}
 
 
 def _ofd(data: bytes, roots: Sequence[Certificate], at: datetime | None) -> _Facts:

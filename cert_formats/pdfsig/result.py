@@ -17,7 +17,8 @@ Reason codes (stable, documented in docs/formats-pdf-signature.md):
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final
 
@@ -152,6 +153,9 @@ class PdfVerification:
 
     signatures: tuple[PdfSignatureResult, ...]
     file_size: int
+    #: the text entries of the document information dictionary (/Title, /Subject, ...), as
+    #: read by the same parse that checked the signatures; a non-text value is left out
+    info: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:

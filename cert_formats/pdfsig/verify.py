@@ -471,4 +471,23 @@ def verify_pdf_signatures(
             _verify_one(data, reader, name, field_ref, trust_anchors_sm2, trust_anchors_ecdsa, when, limits, deadline)
         )
     results.sort(key=lambda r: (r.revision is None, r.revision or 0, r.field_name))
-    return PdfVerification(signatures=tuple(results), file_size=len(data))
+    return PdfVerification(signatures=tuple(results), file_size=len(data), info=_document_info(reader))
+
+
+def _document_info(reader: Any) -> dict[str, str]:
+    """The text entries of the trailer's /Info; a broken or missing dictionary gives none."""
+    try:
+        info = reader.trailer_view.get("/Info")
+        if info is None:
+            return {}
+        info = info.get_object()
+        if not isinstance(info, generic.DictionaryObject):
+            return {}
+        out: dict[str, str] = {}
+        for key in list(info.keys())[:64]:
+            value = info[key]  # pyHanko dereferences an indirect value
+            if isinstance(value, str):  # TextStringObject: decoded per PDFDocEncoding / UTF-16
+                out[str(key)] = str(value)
+        return out
+    except PDF_PARSE_ERRORS:
+        return {}

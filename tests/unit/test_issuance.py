@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import subprocess
 import zipfile
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -15,10 +16,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pypdf import PdfReader, PdfWriter
 
 from cert_formats.binding import (
+    BUNDLE_NAME,
     BUNDLE_PLACEHOLDER,
     attach_pdf_bundle,
+    extract_pdf_bundle,
     make_bundle,
     ofd_bundle_path,
     ofd_digest,
@@ -28,6 +32,7 @@ from cert_formats.binding import (
 from cert_formats.identifier import LicenceIdentifier
 from cert_formats.issuance import AgencyCredentials, IssuedFiles, attach_bundles, issue_payload, render_and_sign
 from cert_formats.ofd import pack_parts, read_zip
+from cert_formats.pdf_update import read_own_bundle
 from cert_formats.seal import make_seal, render_seal_picture
 from cert_formats.template import builtin_templates
 from cert_formats.verify_file import verify_licence_file
@@ -205,14 +210,55 @@ def test_tampered_pdf_byte_is_forged(world: World) -> None:
     assert result.verdict == "forged"
 
 
+def _bundle(pdf: bytes) -> bytes:
+    found = extract_pdf_bundle(pdf)
+    assert found is not None
+    return found
+
+
+def _pypdf_update(pdf: bytes, name: str, data: bytes) -> bytes:
+    writer = PdfWriter(io.BytesIO(pdf), incremental=True)
+    writer.add_attachment(name, data)
+    out = io.BytesIO()
+    writer.write(out)
+    return out.getvalue()
+
+
+def test_bundle_update_is_readable_by_pypdf_and_poppler(world: World, tmp_path: Path) -> None:
+    """Independent readers see certledger's hand-written update as a normal embedded file."""
+    files, pdf, _ = world.files["active"]
+    bundle = extract_pdf_bundle(pdf)  # pypdf's reader
+    assert bundle is not None and parse_bundle(bundle) is not None
+    assert read_own_bundle(pdf, len(files.pdf)) == bundle
+    reader = PdfReader(io.BytesIO(pdf), strict=True)
+    assert len(reader.pages) == 1 and reader.metadata is not None
+    assert str(reader.metadata["/Subject"]) == files.licence.identifier
+    path = tmp_path / "licence.pdf"
+    path.write_bytes(pdf)
+    listed = subprocess.run(["pdfdetach", "-list", str(path)], capture_output=True, text=True, check=True).stdout
+    assert BUNDLE_NAME in listed
+    out = tmp_path / "bundle.json"
+    subprocess.run(["pdfdetach", "-save", "1", "-o", str(out), str(path)], check=True, capture_output=True)
+    assert out.read_bytes() == bundle
+    # deterministic: the same inputs give the same bytes
+    assert attach_pdf_bundle(files.pdf, bundle) == pdf
+
+
 def test_pdf_update_other_than_bundle_is_forged(world: World) -> None:
     files, pdf, _ = world.files["active"]
-    # a second, different incremental update after signing
+    # a second incremental update after certledger's, by another tool (pypdf)
     other = attach_pdf_bundle(files.pdf, make_bundle({"forged": True}))
-    extra = attach_pdf_bundle(pdf, b"not a bundle")
+    extra = _pypdf_update(pdf, "note.txt", b"not a bundle")
     result = world.verdict(extra)
     assert result.verdict == "forged", result.to_json()
     assert result.reason == "pdf.modified"
+    # the bundle itself attached by another tool: the same attachment, other bytes: refused
+    foreign = _pypdf_update(files.pdf, BUNDLE_NAME, _bundle(pdf))
+    assert extract_pdf_bundle(foreign) == _bundle(pdf)
+    assert world.verdict(foreign).reason == "pdf.modified"
+    # certledger's update cut short, or with one byte changed after it
+    assert world.verdict(pdf[:-8]).reason == "pdf.modified"
+    assert world.verdict(pdf + b"\n").reason == "pdf.modified"
     # a well-formed bundle update with a junk status: the signature holds, the bundle proves nothing
     offline = world.verdict(other, online=False)
     assert offline.verdict == "unknown"
