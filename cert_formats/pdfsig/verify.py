@@ -49,7 +49,7 @@ from pyhanko.sign.validation.pdf_embedded import EmbeddedPdfSignature
 from pyhanko.sign.validation.status import SignatureCoverageLevel
 from pyhanko_certvalidator import ValidationContext
 
-from cert_formats.pdfsig import cms_sm2, oids
+from cert_formats.pdfsig import cms_sm2, fast_hex, oids
 from cert_formats.pdfsig.limits import PDF_PARSE_ERRORS, Deadline, PdfLimits
 from cert_formats.pdfsig.result import (
     ALGORITHM_SM2,
@@ -449,6 +449,7 @@ def verify_pdf_signatures(
     file gives an empty result whose ``reason`` is ``pdf.no_signature``).
     """
     oids.register_sm_oids()
+    fast_hex.install()
     limits = limits or PdfLimits()
     deadline = Deadline(limits.max_seconds)
     if at is not None and (at.tzinfo is None or at.utcoffset() is None):
