@@ -60,4 +60,4 @@ def read_hex_string(stream: IO[bytes]) -> Any:
 
 def install() -> None:
     with _lock:
-        generic.read_hex_string_from_stream = read_hex_string  # type: ignore[assignment]
+        generic.read_hex_string_from_stream = read_hex_string
