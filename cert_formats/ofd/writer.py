@@ -69,6 +69,9 @@ OFD_XML: Final = "OFD.xml"
 DOCUMENT_XML: Final = f"{DOC_DIR}/Document.xml"
 #: fixed timestamp of every zip entry (the earliest the format can express)
 ZIP_TIMESTAMP: Final = (1980, 1, 1, 0, 0, 0)
+#: zlib level of every part. A licence's page content is ~330 KB of XML (the ornaments):
+#: level 4 packs it in ~2.4 ms against ~6.7 ms at the default 6, for ~8 % more bytes
+DEFLATE_LEVEL: Final = 4
 
 REASON_WRITE: Final = "ofd.unwritable"
 
@@ -409,7 +412,7 @@ def pack_parts(parts: Mapping[str, bytes]) -> bytes:
     """Zip package parts deterministically (DEFLATE, fixed time, ``OFD.xml`` first)."""
     names = sorted(parts, key=lambda n: (n != OFD_XML, n))
     buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=DEFLATE_LEVEL) as zf:
         for name in names:
             # the reader's own rules, so that whatever we write we can read back
             check_entry_name(name, _NAME_LIMITS)
@@ -417,7 +420,7 @@ def pack_parts(parts: Mapping[str, bytes]) -> bytes:
             info.compress_type = zipfile.ZIP_DEFLATED
             info.create_system = 3  # Unix, whatever the host, so the bytes do not vary
             info.external_attr = 0o100644 << 16  # regular file, rw-r--r--
-            zf.writestr(info, parts[name])
+            zf.writestr(info, parts[name], compresslevel=DEFLATE_LEVEL)
     return buf.getvalue()
 
 

@@ -369,12 +369,9 @@ def _sign(
     )
     pdf_signer = signers.PdfSigner(meta, signer, stamp_style=style, new_field_spec=field_spec)
     try:
-        if cms is None:
-            out = pdf_signer.sign_pdf(writer)
-        else:
-            # external CMS: pyHanko lays out the signature and digests the byte range; the
-            # placeholder is the exact hex length of the largest CMS (what a tight dry run gives)
-            out = asyncio.run(_sign_externally(pdf_signer, writer, cms))
+        # with an external CMS pyHanko lays out the signature and digests the byte range; the
+        # placeholder is the exact hex length of the largest CMS (what a tight dry run gives)
+        out = pdf_signer.sign_pdf(writer) if cms is None else asyncio.run(_sign_externally(pdf_signer, writer, cms))
     except CertLedgerError:
         raise
     except SigningError as exc:
