@@ -29,7 +29,7 @@ from cert_formats.binding import (
 )
 from cert_formats.identifier import LicenceIdentifier
 from cert_formats.licence import Licence
-from cert_formats.ofd import Attachment, pack_parts, read_zip
+from cert_formats.ofd import Attachment, read_zip, replace_part
 from cert_formats.ofd_face import face_to_ofd
 from cert_formats.pdf_face import build_face, render_pdf
 from cert_formats.template import LicenceTemplate
@@ -136,10 +136,9 @@ def attach_bundles(files: IssuedFiles, status_document: dict[str, Any]) -> tuple
     """Step 5: both files with the proof bundle embedded; their ledger digests do not change."""
     bundle = make_bundle(status_document)
     pdf = attach_pdf_bundle(files.pdf, bundle)
-    parts = dict(read_zip(files.ofd))
+    parts = read_zip(files.ofd)
     path = ofd_bundle_path(parts, BUNDLE_PLACEHOLDER)
     if path is None:
         raise InvalidInputError("the OFD has no proof-bundle placeholder", reason="bundle.malformed")
-    parts[path] = bundle
-    ofd = pack_parts(parts)
-    return pdf, ofd
+    # one entry changes: the others' compressed bytes are copied, not deflated again
+    return pdf, replace_part(files.ofd, path, bundle)

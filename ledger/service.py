@@ -442,10 +442,14 @@ class Ledger:
         result.raise_first()
         return result
 
-    def submit(self, records: Sequence[SignedRecord], *, now: datetime | None = None) -> BatchResult:
+    def submit(
+        self, records: Sequence[SignedRecord], *, now: datetime | None = None, all_or_nothing: bool = False
+    ) -> BatchResult:
         """Validate ``records`` in order, append the valid ones as one block, commit.
 
-        Rejected records change nothing and are reported with their reason.
+        Rejected records change nothing and are reported with their reason; with
+        ``all_or_nothing`` one rejected record means nothing at all is appended (a batch
+        whose files are written only if every record is on the ledger).
         Returns once the block is durable. (Single node: this node is the sequencer.)
         """
         identity = self._identity()
@@ -460,7 +464,9 @@ class Ledger:
                 with self.store.write() as conn:
                     batch = self._validate_batch(conn, records, preverified, now)
                     result.accepted, result.rejected = batch.accepted, batch.rejected
-                    if batch.rows:
+                    if all_or_nothing and batch.rejected:
+                        result.accepted = []
+                    elif batch.rows:
                         block = sign_block(self._header(batch, now, identity.node_id), identity.block_key)
                         result.block, result.checkpoint = block, self._write(conn, batch, block, identity)
             except BaseException:

@@ -42,7 +42,7 @@ from .model import (
 )
 from .reader import OFDMetadata, OFDReadResult, read_ofd, read_ofd_metadata, resolve_loc
 from .safezip import read_zip
-from .writer import build_parts, pack_parts, write_ofd
+from .writer import build_parts, pack_parts, replace_part, write_ofd
 from .xmlsafe import parse_xml
 
 __all__ = [
@@ -79,6 +79,7 @@ __all__ = [
     "read_ofd",
     "read_ofd_metadata",
     "read_zip",
+    "replace_part",
     "resolve_loc",
     "write_ofd",
 ]

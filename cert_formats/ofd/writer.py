@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import io
 import re
+import struct
 import threading
 import xml.etree.ElementTree as ET
 import zipfile
@@ -68,6 +69,9 @@ OFD_XML: Final = "OFD.xml"
 DOCUMENT_XML: Final = f"{DOC_DIR}/Document.xml"
 #: fixed timestamp of every zip entry (the earliest the format can express)
 ZIP_TIMESTAMP: Final = (1980, 1, 1, 0, 0, 0)
+#: zlib level of every part. A licence's page content is ~330 KB of XML (the ornaments):
+#: level 4 packs it in ~2.4 ms against ~6.7 ms at the default 6, for ~8 % more bytes
+DEFLATE_LEVEL: Final = 4
 
 REASON_WRITE: Final = "ofd.unwritable"
 
@@ -408,7 +412,7 @@ def pack_parts(parts: Mapping[str, bytes]) -> bytes:
     """Zip package parts deterministically (DEFLATE, fixed time, ``OFD.xml`` first)."""
     names = sorted(parts, key=lambda n: (n != OFD_XML, n))
     buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=DEFLATE_LEVEL) as zf:
         for name in names:
             # the reader's own rules, so that whatever we write we can read back
             check_entry_name(name, _NAME_LIMITS)
@@ -416,8 +420,81 @@ def pack_parts(parts: Mapping[str, bytes]) -> bytes:
             info.compress_type = zipfile.ZIP_DEFLATED
             info.create_system = 3  # Unix, whatever the host, so the bytes do not vary
             info.external_attr = 0o100644 << 16  # regular file, rw-r--r--
-            zf.writestr(info, parts[name])
+            zf.writestr(info, parts[name], compresslevel=DEFLATE_LEVEL)
     return buf.getvalue()
+
+
+_LOCAL_HEADER: Final = struct.Struct("<4s5H3L2H")  # 30 bytes, then name and extra
+_CENTRAL_HEADER: Final = struct.Struct("<4s6H3L5H2L")  # 46 bytes, then name, extra, comment
+_END_RECORD: Final = struct.Struct("<4s4H2LH")  # 22 bytes
+_CENTRAL_OFFSET_AT: Final = 42  # "relative offset of local header" in a central record
+
+
+def replace_part(package: bytes, path: str, data: bytes) -> bytes:
+    """``package`` (written by :func:`pack_parts`) with part ``path`` holding ``data``.
+
+    Every other entry's local record is copied as it is, not inflated and compressed again;
+    the result is byte for byte what :func:`pack_parts` gives for the changed parts (tested),
+    about twenty times faster for a licence (its page content and font are most of the
+    package). A package this writer could not have produced — data descriptors, zip64,
+    comments, an entry written elsewhere — is unpacked and packed again instead.
+    """
+    zf = zipfile.ZipFile(io.BytesIO(package))
+    infos = zf.infolist()
+    names = [i.filename for i in infos]
+    if path not in names or not _copyable(package, infos):
+        parts = {i.filename: zf.read(i) for i in infos}
+        parts[path] = data
+        return pack_parts(parts)
+    fresh = pack_parts({path: data})  # the new entry's local and central records, as pack_parts writes them
+    fresh_local_end = _local_record_end(fresh, 0)
+    fresh_central = fresh[fresh_local_end : len(fresh) - _END_RECORD.size]
+    out = bytearray()
+    central = bytearray()
+    cd_at = _END_RECORD.unpack_from(package, len(package) - _END_RECORD.size)[6]
+    for info in infos:
+        offset = len(out)
+        if info.filename == path:
+            out += fresh[:fresh_local_end]
+            record = bytearray(fresh_central)
+        else:
+            out += package[info.header_offset : _local_record_end(package, info.header_offset)]
+            record = bytearray(package[cd_at : _central_record_end(package, cd_at)])
+        cd_at += _central_length(package, cd_at)
+        struct.pack_into("<L", record, _CENTRAL_OFFSET_AT, offset)
+        central += record
+    end = _END_RECORD.pack(b"PK\x05\x06", 0, 0, len(infos), len(infos), len(central), len(out), 0)
+    return bytes(out + central + end)
+
+
+def _local_record_end(package: bytes, at: int) -> int:
+    fields = _LOCAL_HEADER.unpack_from(package, at)
+    name_len, extra_len, compressed = fields[9], fields[10], fields[7]
+    return int(at + _LOCAL_HEADER.size + name_len + extra_len + compressed)
+
+
+def _central_length(package: bytes, at: int) -> int:
+    fields = _CENTRAL_HEADER.unpack_from(package, at)
+    return int(_CENTRAL_HEADER.size + fields[10] + fields[11] + fields[12])
+
+
+def _central_record_end(package: bytes, at: int) -> int:
+    return at + _central_length(package, at)
+
+
+def _copyable(package: bytes, infos: list[zipfile.ZipInfo]) -> bool:
+    """Entries in file order, no data descriptors, no zip64, no comments, nothing between them."""
+    if len(package) < _END_RECORD.size or package[-_END_RECORD.size : -_END_RECORD.size + 4] != b"PK\x05\x06":
+        return False
+    expected = 0
+    for info in infos:
+        if info.flag_bits & 0x08 or info.header_offset != expected or info.comment or info.file_size >= 0xFFFFFFFF:
+            return False
+        if package[info.header_offset : info.header_offset + 4] != b"PK\x03\x04":
+            return False
+        expected = _local_record_end(package, info.header_offset)
+    cd_at = _END_RECORD.unpack_from(package, len(package) - _END_RECORD.size)[6]
+    return bool(cd_at == expected)
 
 
 def write_ofd(document: OFDDocument) -> bytes:

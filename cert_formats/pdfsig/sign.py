@@ -17,16 +17,19 @@ The SM2 signature follows GB/T 35275 inside the PDF CMS envelope:
 * the certificates set carries the agency certificate and the CA chain given;
 * signing-certificate-v2 identifies the agency certificate by its SM3 hash.
 
-The ``/Contents`` placeholder is sized by a dry run with a maximal-length
-(72-byte) SM2 signature, so the real CMS always fits.
+The SM2 CMS is written by :mod:`.cms_build` (byte for byte what pyHanko's own signer
+assembles, tested) and handed to pyHanko as an external signature; the ``/Contents``
+placeholder is the exact size of that CMS with a maximal-length (72-byte) SM2 signature, so
+the real one always fits, and no dry run is needed.
 """
 
 from __future__ import annotations
 
+import asyncio
 import io
 import math
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
@@ -39,17 +42,17 @@ from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
 from pyhanko.sign import fields, signers
 from pyhanko.sign.attributes import CMSAttributeProvider, SignedAttributeProviderSpec
 from pyhanko.sign.general import SigningError, as_signing_certificate_v2
+from pyhanko.sign.signers.pdf_signer import PdfTBSDocument
 from pyhanko_certvalidator.registry import SimpleCertificateStore
 
 from cert_formats.pdfsig import appearance, oids
+from cert_formats.pdfsig.cms_build import MAX_SM2_SIGNATURE_DER, sm2_signed_data
 from cert_formats.pdfsig.ecdsa import EcdsaSigningIdentity
 from cert_formats.pdfsig.limits import PDF_PARSE_ERRORS
 from signing.errors import CertLedgerError, CryptoBackendError, InvalidInputError
 from signing.sm2 import DEFAULT_SIGNER_ID, SM2PrivateKey
 from signing.x509 import Certificate
 
-#: DER SEQUENCE { INTEGER r, INTEGER s } with both 33-byte (leading-zero) integers
-MAX_SM2_SIGNATURE_DER: Final = 72
 #: a PDF partial field name: no period (it separates name parts), printable, bounded
 _FIELD_NAME_RE: Final = re.compile(r"[^.\x00-\x1f\x7f]{1,64}")
 _MAX_TEXT: Final = 256
@@ -229,7 +232,20 @@ def sign_pdf_sm2(
     """
     signer = SM2CmsSigner(key, certificate, chain, signature_algorithm=signature_algorithm)
     default_name = certificate.subject.common_name or certificate.subject.organization
-    return _sign(pdf, signer, details, md_algorithm=oids.SM3_NAME, default_name=default_name, tight=True)
+    chain = list(chain)
+
+    def cms(document_digest: bytes | None) -> bytes:
+        # the CMS is written by cms_build, not assembled by pyHanko: the same bytes (tested),
+        # without asn1crypto's object model; None sizes the placeholder (maximal signature)
+        return sm2_signed_data(
+            bytes(32) if document_digest is None else document_digest,
+            certificate=certificate,
+            chain=chain,
+            key=None if document_digest is None else key,
+            signature_algorithm=signature_algorithm,
+        )
+
+    return _sign(pdf, signer, details, md_algorithm=oids.SM3_NAME, default_name=default_name, tight=True, cms=cms)
 
 
 # -- ECDSA ----------------------------------------------------------------------------
@@ -312,6 +328,7 @@ def _sign(
     md_algorithm: str,
     default_name: str | None,
     tight: bool,
+    cms: Callable[[bytes | None], bytes] | None = None,
 ) -> bytes:
     # 1. the input: a readable, unencrypted PDF whose target field is not yet signed
     writer = _open(pdf)
@@ -352,7 +369,9 @@ def _sign(
     )
     pdf_signer = signers.PdfSigner(meta, signer, stamp_style=style, new_field_spec=field_spec)
     try:
-        out = pdf_signer.sign_pdf(writer)
+        # with an external CMS pyHanko lays out the signature and digests the byte range; the
+        # placeholder is the exact hex length of the largest CMS (what a tight dry run gives)
+        out = pdf_signer.sign_pdf(writer) if cms is None else asyncio.run(_sign_externally(pdf_signer, writer, cms))
     except CertLedgerError:
         raise
     except SigningError as exc:
@@ -360,3 +379,9 @@ def _sign(
     except PDF_PARSE_ERRORS as exc:
         raise InvalidInputError(f"cannot sign this PDF: {exc}", reason="pdf.malformed") from None
     return bytes(out.getvalue())
+
+
+async def _sign_externally(pdf_signer: Any, writer: Any, cms: Callable[[bytes | None], bytes]) -> Any:
+    prepared, _, out = await pdf_signer.async_digest_doc_for_signing(writer, bytes_reserved=2 * len(cms(None)))
+    await PdfTBSDocument.async_finish_signing(out, prepared, cms(prepared.document_digest))
+    return out

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import click
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from nodes.cli._common import emit, handle_errors, json_option, read_passphrase
 from signing.errors import CertLedgerError, InvalidInputError
@@ -21,6 +23,16 @@ home_option = click.option(
 passphrase_option = click.option(
     "--passphrase-file", type=_FILE, help="File holding the key passphrase (default: $CERTLEDGER_PASSPHRASE)."
 )
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        transient=True,
+    )
 
 
 # -- seals --------------------------------------------------------------------------------
@@ -75,7 +87,7 @@ def seal_make(
 
 
 @click.command()
-@click.argument("licence_json", type=_FILE)
+@click.argument("licence_json", type=_FILE, nargs=-1, required=True)
 @click.option("--template", "template_key", help="Template key (default: by the licence's type code).")
 @click.option("--agency-key", type=_FILE, required=True, help="The agency's SM2 private key.")
 @click.option("--agency-cert", type=_FILE, required=True, help="The agency's certificate.")
@@ -89,14 +101,20 @@ def seal_make(
     show_default=True,
     help="Host of the verification page the QR code points to.",
 )
-@click.option("--amend", is_flag=True, help="Issue a new version of an existing licence (AMEND record).")
+@click.option("--amend", is_flag=True, help="Issue new versions of existing licences (AMEND records).")
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 64),
+    default=None,
+    help="Processes rendering the files (default: 1 for one licence, the CPU count for several).",
+)
 @click.option("--out-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("."), show_default=True)
 @home_option
 @passphrase_option
 @json_option
 @handle_errors
 def issue(
-    licence_json: Path,
+    licence_json: tuple[Path, ...],
     template_key: str | None,
     agency_key: Path,
     agency_cert: Path,
@@ -106,19 +124,24 @@ def issue(
     ecdsa_cert: Path | None,
     verify_host: str,
     amend: bool,
+    workers: int | None,
     out_dir: Path,
     home: Path | None,
     passphrase_file: Path | None,
     as_json: bool,
 ) -> None:
-    """Render a licence as PDF and OFD, sign and seal both, append its record, embed the proof.
+    """Render licences as PDF and OFD, sign and seal both, append their records, embed the proofs.
 
-    LICENCE_JSON holds the GB/T 36903 fields (see docs/formats.md). The ISSUE
-    (or, with --amend, AMEND) record carries the SM3 digests of both files and
-    is signed with the agency key; once it is final, each file gets the proof
-    bundle (record, inclusion proof, checkpoint) for offline verification.
+    Each LICENCE_JSON holds the GB/T 36903 fields of one licence (see docs/formats.md).
+    Each ISSUE (or, with --amend, AMEND) record carries the SM3 digests of both files and
+    is signed with the agency key; once it is final, each file gets the proof bundle
+    (record, inclusion proof, checkpoint) for offline verification. Several licences are
+    rendered in parallel (--workers) and appended as one batch; every input is read and
+    checked before anything is rendered, and nothing is written unless every record is
+    accepted.
     """
-    from cert_formats.issuance import AgencyCredentials, attach_bundles, issue_payload, render_and_sign
+    from cert_formats.issuance import AgencyCredentials, attach_bundles, issue_payload
+    from cert_formats.issuing_pool import IssuingPool
     from cert_formats.licence import Licence
     from cert_formats.seal import load_seal
     from cert_formats.template import get_template, template_for_type
@@ -129,8 +152,15 @@ def issue(
     from signing.x509 import load_certificate, load_certificates
 
     passphrase = read_passphrase(passphrase_file)
-    licence = Licence.from_json(licence_json.read_bytes())
-    template = get_template(template_key) if template_key else template_for_type(licence.type_code)
+    jobs = []
+    for path in licence_json:
+        try:
+            licence = Licence.from_json(path.read_bytes())
+        except CertLedgerError as exc:
+            raise type(exc)(f"{path}: {exc.message}", reason=exc.reason) from None
+        template = get_template(template_key) if template_key else template_for_type(licence.type_code)
+        template.validate(licence)
+        jobs.append((licence, template))
     key = SM2PrivateKey.load(agency_key, passphrase)
     ecdsa = None
     if ecdsa_key is not None:
@@ -146,46 +176,63 @@ def issue(
         seal=load_seal(seal_path.read_bytes()),
         ecdsa=ecdsa,
     )
-    files = render_and_sign(licence, template, creds, verify_host=verify_host)
-    payload = issue_payload(files)
+    workers = workers or (1 if len(jobs) == 1 else min(len(jobs), os.cpu_count() or 1))
+    with IssuingPool(creds, verify_host=verify_host, workers=workers) as pool:
+        if len(jobs) > 1 and not as_json:
+            with _progress() as bar:
+                task = bar.add_task("rendering, signing, sealing", total=len(jobs))
+                issued = list(pool.render(jobs, progress=lambda n: bar.advance(task, n)))
+        else:
+            issued = list(pool.render(jobs))
     node = open_node(load_config(home), passphrase, write=True)
     try:
-        current = node.ledger.licence(files.licence_id)
-        if amend:
-            if current is None:
-                raise InvalidInputError(
-                    f"licence {files.licence_id} is not on the ledger", reason="state.unknown_licence"
-                )
-            payload["reason_text"] = "换发新版本"
         rtype = RecordType.AMEND if amend else RecordType.ISSUE
-        record = Record(rtype, node.origin, now_utc(), new_nonce(), licence.issuer_code, key.public_key.key_id, payload)
-        result = node.ledger.submit([sign_record(record, [key])])
+        records = []
+        for files in issued:
+            payload = issue_payload(files)
+            if amend:
+                if node.ledger.licence(files.licence_id) is None:
+                    raise InvalidInputError(
+                        f"licence {files.licence_id} is not on the ledger", reason="state.unknown_licence"
+                    )
+                payload["reason_text"] = "换发新版本"
+            licence = files.licence
+            record = Record(rtype, node.origin, now_utc(), new_nonce(), licence.issuer_code, key.public_key.key_id,
+                            payload)  # fmt: skip
+            records.append(sign_record(record, [key]))
+        # one submission: one block, and nothing is appended unless every record is valid
+        result = node.ledger.submit(records, all_or_nothing=True)
         result.raise_first()
-        status = node.ledger.status_document(files.licence_id)
+        statuses = [node.ledger.status_document(files.licence_id) for files in issued]
     finally:
         node.close()
-    pdf, ofd = attach_bundles(files, status)
     out_dir.mkdir(parents=True, exist_ok=True)
-    stem = licence.number or files.licence_id.rsplit(".", 1)[-1]
-    pdf_path, ofd_path = out_dir / f"{stem}.pdf", out_dir / f"{stem}.ofd"
-    pdf_path.write_bytes(pdf)
-    ofd_path.write_bytes(ofd)
-    emit(
-        {
+    outputs = []
+    for files, status, accepted in zip(issued, statuses, result.accepted, strict=True):
+        pdf, ofd = attach_bundles(files, status)
+        stem = files.licence.number or files.licence_id.rsplit(".", 1)[-1]
+        pdf_path, ofd_path = out_dir / f"{stem}.pdf", out_dir / f"{stem}.ofd"
+        pdf_path.write_bytes(pdf)
+        ofd_path.write_bytes(ofd)
+        outputs.append({
             "licence_id": files.licence_id,
-            "identifier": licence.identifier,
+            "identifier": files.licence.identifier,
             "record": str(rtype),
-            "index": result.accepted[0].index,
+            "index": accepted.index,
             "pdf": str(pdf_path),
             "ofd": str(ofd_path),
             "digests": files.digests,
-        },
-        as_json,
-        lambda d: (
-            f"{d['record']} {d['identifier']}\n  entry {d['index']}; files {d['pdf']} and {d['ofd']} "
+        })  # fmt: skip
+
+    def human(d: Any) -> str:
+        items = d if isinstance(d, list) else [d]
+        return "\n".join(
+            f"{x['record']} {x['identifier']}\n  entry {x['index']}; files {x['pdf']} and {x['ofd']} "
             "(signed, sealed, proof bundle embedded)"
-        ),
-    )
+            for x in items
+        )
+
+    emit(outputs[0] if len(outputs) == 1 else outputs, as_json, human)
 
 
 # -- verify -------------------------------------------------------------------------------

@@ -218,3 +218,43 @@ def test_checkpoint_json_and_record_new_says_what_it_wrote(walked: tuple[Path, A
     assert made.rc == 0, made.stderr
     assert made.stdout == b"" and "wrote suspend.rec: SUSPEND record" in made.stderr
     assert (workdir / "suspend.rec").is_file()
+
+
+def test_batch_issue_renders_in_parallel_and_appends_one_batch(walked: tuple[Path, Any], run_cli: RunCli) -> None:
+    """`certledger issue a.json b.json --workers 2`: both licences issued, their files verify;
+    a batch holding one licence that is already on the ledger appends nothing at all."""
+    from cert_formats.identifier import LicenceIdentifier
+
+    workdir, proc = walked
+    assert proc.returncode == 0
+    env = _node_env(workdir)
+    base = json.loads((workdir / "licence.json").read_text(encoding="utf-8"))
+    names = []
+    for serial in ("440300000202501150101", "440300000202501150102"):
+        lic = dict(base, number=serial, holder=f"深圳批量测试{serial[-1]}号科技有限公司",
+                   identifier=str(LicenceIdentifier.build(base["type_code"], base["issuer_code"], serial)))
+        (workdir / f"{serial}.json").write_text(json.dumps(lic, ensure_ascii=False), encoding="utf-8")
+        names.append(f"{serial}.json")
+    creds = ("--agency-key", "agency.pem", "--agency-cert", "agency.crt", "--seal", "agency.esl",
+             "--chain", "province-root.pem")
+    size_before = run_cli("checkpoint", "--json", env=env, cwd=workdir).json["tree_size"]
+    done = run_cli("issue", *names, *creds, "--workers", "2", "--out-dir", "batch", "--json", env=env, cwd=workdir)
+    assert done.rc == 0, done.stderr
+    out = done.json
+    assert [o["identifier"].split(".")[-3] for o in out] == ["440300000202501150101", "440300000202501150102"]
+    assert out[1]["index"] == out[0]["index"] + 1  # one batch, in input order
+    for item in out:
+        for fmt in ("pdf", "ofd"):
+            verdict = run_cli("verify", item[fmt], "--roots", "province-root.pem", "--json", env=env, cwd=workdir)
+            assert verdict.rc == 0 and verdict.json["verdict"] == "valid", verdict.stdout[:300]
+    size_after = run_cli("checkpoint", "--json", env=env, cwd=workdir).json["tree_size"]
+    assert size_after == size_before + 2
+    # one of these is on the ledger already: the whole batch is refused, nothing is appended
+    (workdir / "new.json").write_text(json.dumps(dict(
+        base, number="440300000202501150103",
+        identifier=str(LicenceIdentifier.build(base["type_code"], base["issuer_code"], "440300000202501150103")),
+    ), ensure_ascii=False), encoding="utf-8")
+    refused = run_cli("issue", "new.json", names[0], *creds, "--out-dir", "batch2", env=env, cwd=workdir)
+    refused.assert_error("state.already_issued")
+    assert run_cli("checkpoint", "--json", env=env, cwd=workdir).json["tree_size"] == size_after
+    assert not (workdir / "batch2").exists()

@@ -47,6 +47,7 @@ from cert_formats.ofd import (
     read_ofd,
     read_ofd_metadata,
     read_zip,
+    replace_part,
     resolve_loc,
     write_ofd,
 )
@@ -663,3 +664,31 @@ def test_kept_path_parses_are_keyed_by_the_exact_text(cjk_font: Font) -> None:
     assert broken != parts[page]
     with pytest.raises(InvalidInputError):
         read_ofd(pack_parts({**parts, page: broken}))
+
+
+def test_replace_part_equals_packing_again() -> None:
+    parts = {
+        "OFD.xml": b"<ofd/>",
+        "Doc_0/Document.xml": b"<doc/>" * 50,
+        "Doc_0/Attachs/bundle.json": b'{"pending":true}',
+        "Doc_0/Res/font.ttf": bytes(range(256)) * 400,
+    }
+    package = pack_parts(parts)
+    for path in parts:
+        for data in (b"", b"x", b'{"kind":"certledger.proof/v1"}' * 300):
+            changed = dict(parts, **{path: data})
+            assert replace_part(package, path, data) == pack_parts(changed), path
+    # the result reads back with the reader's own rules
+    again = read_zip(replace_part(package, "Doc_0/Attachs/bundle.json", b"{}"))
+    assert again["Doc_0/Attachs/bundle.json"] == b"{}" and again["Doc_0/Res/font.ttf"] == parts["Doc_0/Res/font.ttf"]
+
+
+def test_replace_part_of_a_foreign_zip_packs_again() -> None:
+    """A package another writer made (here: a comment and stored entries) is rebuilt whole."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_STORED) as zf:
+        zf.comment = b"made elsewhere"
+        zf.writestr("OFD.xml", b"<ofd/>")
+        zf.writestr("Doc_0/a.json", b"{}")
+    out = replace_part(buf.getvalue(), "Doc_0/a.json", b'{"a":1}')
+    assert out == pack_parts({"OFD.xml": b"<ofd/>", "Doc_0/a.json": b'{"a":1}'})

@@ -646,3 +646,39 @@ def test_decompression_bomb_is_refused() -> None:
             verify_pdf_signatures(out.getvalue(), [], limits=limits)
         assert exc.value.reason == "pdf.malformed"
         assert "exceeds the limit" in exc.value.message
+
+
+# -- the CMS written directly equals pyHanko's own assembly ------------------------------------
+
+
+def _embedded_cms(pdf: bytes) -> tuple[bytes, int]:
+    """The last signature's CMS (without the zero padding) and its reserved size in bytes."""
+    m = list(re.finditer(rb"/ByteRange \[0 (\d+) (\d+) (\d+)\]", pdf))[-1]
+    gap = bytes.fromhex(pdf[int(m.group(1)) + 1 : int(m.group(2)) - 1].decode())
+    return gap[: len(cms.ContentInfo.load(gap, strict=False).dump())], len(gap)
+
+
+@pytest.mark.parametrize("algorithm", [SM2_WITH_SM3, SM2_1])
+def test_direct_cms_is_the_cms_pyhanko_assembles(base_pdf: bytes, pki: Sm2Pki, algorithm: str) -> None:
+    from cert_formats.pdfsig import cms_build
+    from cert_formats.pdfsig.sign import SM2CmsSigner, _sign
+
+    details = SignatureDetails("AgencySeal", reason="licence issued")
+    # pyHanko's own path: its dry run sizes the placeholder, asn1crypto builds the CMS
+    theirs_pdf = _sign(base_pdf, SM2CmsSigner(pki.agency_key, pki.agency, [pki.root], signature_algorithm=algorithm),
+                       details, md_algorithm="sm3", default_name="x", tight=True)
+    ours_pdf = sm2_sign(base_pdf, pki, details=details, signature_algorithm=algorithm)
+    theirs, theirs_reserved = _embedded_cms(theirs_pdf)
+    ours, ours_reserved = _embedded_cms(ours_pdf)
+    assert ours_reserved == theirs_reserved  # the same placeholder: the same file layout
+    info = cms.ContentInfo.load(theirs)["content"]["signer_infos"][0]
+    attrs = b"\x31" + info["signed_attrs"].dump()[1:]
+    rebuilt = cms_build.assemble(attrs, info["signature"].native, certificate=pki.agency, chain=[pki.root],
+                                 signature_algorithm=algorithm)
+    assert rebuilt == theirs
+    # and ours has pyHanko's structure with its own digest and signature
+    ours_info = cms.ContentInfo.load(ours)["content"]["signer_infos"][0]
+    ours_attrs = b"\x31" + ours_info["signed_attrs"].dump()[1:]
+    assert cms_build.assemble(ours_attrs, ours_info["signature"].native, certificate=pki.agency,
+                              chain=[pki.root], signature_algorithm=algorithm) == ours
+    assert verify_pdf_signatures(ours_pdf, [pki.root]).ok

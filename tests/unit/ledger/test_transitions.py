@@ -419,3 +419,23 @@ def test_genesis_signatures_and_initialise_twice(db_url: str, genesis_builder: C
         assert audit(ledger.store).ok
     finally:
         ledger.close()
+
+
+def test_all_or_nothing_batch_appends_nothing_when_one_record_is_refused(world: World) -> None:
+    """``submit(..., all_or_nothing=True)``: one refused record and the valid ones stay out too;
+    without a refusal it is an ordinary batch, one block, in input order."""
+    world.accept(world.issue("SZ", "L1"))
+    before = snapshot(world.ledger)
+    fresh, again = world.issue("SZ", "L2"), world.issue("SZ", "L1")
+    refused = world.ledger.submit([fresh, again], now=world.now, all_or_nothing=True)
+    assert refused.accepted == [] and refused.block is None
+    assert [r.reason for r in refused.rejected] == [reasons.STATE_ALREADY_ISSUED]
+    with pytest.raises(ConflictError):
+        refused.raise_first()
+    assert snapshot(world.ledger) == before
+    # the refused batch left no trace: the same valid record goes in afterwards
+    world.tick()
+    done = world.ledger.submit([fresh, world.issue("SZ", "L3")], now=world.now, all_or_nothing=True)
+    assert [a.index for a in done.accepted] == [before["tree_size"], before["tree_size"] + 1]
+    assert done.block is not None and world.ledger.tree_size() == before["tree_size"] + 2
+    assert audit(world.ledger.store).ok
