@@ -11,6 +11,7 @@ The profile (OIDs, attributes, byte ranges, reason codes) is in
 docs/formats-pdf-signature.md.
 """
 
+from cert_formats.pdfsig import _quiet  # noqa: F401  (first: see its docstring)
 from cert_formats.pdfsig.ecdsa import EcdsaAuthority, EcdsaSigningIdentity, load_ecdsa_certificates
 from cert_formats.pdfsig.limits import PdfLimits
 from cert_formats.pdfsig.oids import SM2_1, SM2_WITH_SM3, SM3, register_sm_oids
