@@ -156,6 +156,10 @@ class Ledger:
         #: inclusion proofs of key admission records per (index, tree size): shared by every licence an
         #: agency key signed, and an append-only log's proof for a given (index, size) never changes
         self._admission_proofs: dict[tuple[int, int], InclusionProof] = {}
+        #: (block hash, signature checks that passed) of this node's latest proposal: when the same
+        #: block comes back to apply_block, those exact (entry bytes, key point) pairs are not verified
+        #: a second time — every other check of apply_block still runs
+        self._proposed: tuple[bytes, frozenset[tuple[bytes, int, int]]] | None = None
 
     @classmethod
     def open(cls, url: str, identity: NodeIdentity | None = None) -> Ledger:
@@ -240,11 +244,31 @@ class Ledger:
 
     def add_cosignatures(self, tree_size: int, signer: str, lines: Sequence[str]) -> None:
         """Store another node's verified signature lines for our checkpoint at ``tree_size``."""
+        self.add_cosignature_sets([(tree_size, signer, lines)])
+
+    def add_cosignature_sets(self, sets: Sequence[tuple[int, str, Sequence[str]]]) -> None:
+        """Store several nodes' verified signature lines, (tree size, signer, lines) each, in one transaction.
+
+        A signer's slot that is already stored is kept: SM2 signatures are
+        randomised, so a node that signed the same checkpoint again has a
+        different, equally valid line, and one is enough.
+        """
+        if not sets:
+            return
         with self._write_lock, self.store.write() as conn:
-            known = {line for _, line in self.store.cosignatures(conn, tree_size)}
-            for i, line in enumerate(lines):
-                if line not in known:
-                    self.store.add_cosignature(conn, tree_size, f"{signer}#{i}", line)
+            known: dict[int, dict[str, str]] = {}
+            for tree_size, signer, lines in sets:
+                stored = known.get(tree_size)
+                if stored is None:
+                    stored = known[tree_size] = dict(self.store.cosignatures(conn, tree_size))
+                have = set(stored.values())
+                for i, line in enumerate(lines):
+                    slot = f"{signer}#{i}"
+                    if line in have or slot in stored:
+                        continue
+                    self.store.add_cosignature(conn, tree_size, slot, line)
+                    stored[slot] = line
+                    have.add(line)
 
     def record_evidence(self, kind: str, detail: dict[str, Any]) -> None:
         """Keep signed statements that prove misbehaviour (forks, invalid blocks)."""
@@ -485,12 +509,14 @@ class Ledger:
         """
         identity = self._identity()
         now = now or now_utc()
-        preverified = self._preverify(records)
+        passed: set[tuple[bytes, int, int]] = set()
+        preverified = self._preverify(records, remember=passed)
         with self._write_lock, self.store.read() as conn:
             batch = self._validate_batch(conn, records, preverified, now)
         if not batch.rows:
             return Proposal(None, [], batch.rejected)
         block = sign_block(self._header(batch, now, identity.node_id), identity.block_key)
+        self._proposed = (block.hash(), frozenset(passed))
         accepted = [records[a.position] for a in batch.accepted]
         return Proposal(block, accepted, batch.rejected)
 
@@ -505,8 +531,11 @@ class Ledger:
         """
         identity = self._identity()
         result = BatchResult()
+        proposed = self._proposed
+        # our own proposal coming back: its signatures passed moments ago (same bytes, same key point)
+        verified = proposed[1] if proposed is not None and proposed[0] == block.hash() else None
         with self._write_lock:
-            preverified = self._preverify(entries)
+            preverified = self._preverify(entries, verified=verified)
             try:
                 with self.store.write() as conn:
                     prev = self.store.latest_block(conn)
@@ -585,11 +614,21 @@ class Ledger:
         self.store.write_batch(conn, rows, batch.new_nodes, batch.changes, block, (block.header.tree_size, note))
         return note
 
-    def _preverify(self, records: Sequence[SignedRecord]) -> list[CertLedgerError | bool | None]:
+    def _preverify(
+        self,
+        records: Sequence[SignedRecord],
+        *,
+        remember: set[tuple[bytes, int, int]] | None = None,
+        verified: frozenset[tuple[bytes, int, int]] | None = None,
+    ) -> list[CertLedgerError | bool | None]:
         """True = verified, an error = failed, None = must be checked in sequence.
 
         Keys are resolved once, in this thread, from the committed state; only
         the SM2 verifications (which release the GIL) run in the pool.
+        ``remember`` collects the (entry bytes, key x, key y) of every check that
+        passed; a check listed in ``verified`` passed already and is not repeated
+        (the key still comes from the committed state read here, so a key revoked
+        in between is not trusted).
         """
         keys: list[Any] = []
         with self.store.read() as conn:
@@ -606,10 +645,15 @@ class Ledger:
             signed, pub = item
             if pub is None:
                 return None
+            done = (signed.entry_bytes(), pub.x, pub.y)
+            if verified is not None and done in verified:
+                return True
             try:
                 signed.verify_signature_by(pub)
             except CertLedgerError as exc:
                 return exc
+            if remember is not None:
+                remember.add(done)  # set.add is atomic under the GIL: safe from the pool's threads
             return True
 
         pairs = list(zip(records, keys, strict=True))

@@ -29,7 +29,7 @@ from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import httpx
 import structlog
@@ -70,6 +70,16 @@ class ClusterSettings:
     submit_timeout: float = 15.0
     #: acknowledge only once the checkpoint holding the record is final (quorum-cosigned)
     wait_final: bool = True
+
+
+class _Cosig(NamedTuple):
+    """Another node's signed checkpoint for one of our blocks, waiting to be checked."""
+
+    tree_size: int
+    signer: str
+    note: str
+    #: our tree root at that size when known in memory (else read from our stored checkpoint)
+    own_root: bytes | None
 
 
 @dataclass
@@ -438,8 +448,9 @@ class ClusterNode:
             parked = self._pending_cosigs.pop(block.height, [])
             for h in [h for h in self._pending_cosigs if h < block.height]:
                 del self._pending_cosigs[h]  # cosignatures of heights we skipped over (caught up from peers)
-        for signer, cosig in parked:
-            self._take_cosig(block.header.tree_size, signer, cosig, own_root=block.header.tree_root)
+        self._take_cosigs(
+            [_Cosig(block.header.tree_size, signer, note, block.header.tree_root) for signer, note in parked]
+        )
 
     def _publisher(self) -> None:
         """Publish our checkpoints off the apply path: applying the next block need not wait for etcd."""
@@ -518,21 +529,22 @@ class ClusterNode:
     def _cosig_collector(self) -> None:
         while not self._stop.is_set():
             revision = self.etcd.current_revision()
-            for kv in self.etcd.prefix(self._k("cosig/")):
-                self._cosig_kv(kv)
+            self._take_cosigs([c for c in map(self._cosig_kv, self.etcd.prefix(self._k("cosig/"))) if c is not None])
             try:
                 for _rev, events in self.etcd.watch(self._k("cosig/"), revision + 1, self._stop.is_set):
-                    for ev in events:
-                        if ev.kind == "PUT":
-                            self._cosig_kv(ev.kv)
+                    # one watch response's cosignatures are verified, then stored in one transaction
+                    found = [self._cosig_kv(ev.kv) for ev in events if ev.kind == "PUT"]
+                    self._take_cosigs([c for c in found if c is not None])
             except WatchCompacted:
                 continue  # history compacted while we were away: list what is there again
 
-    def _cosig_kv(self, kv: KeyValue) -> None:
+    def _cosig_kv(self, kv: KeyValue) -> _Cosig | None:
+        """The cosignature ``kv`` holds, ready to check; None if it is ours, malformed, or parked."""
         parts = kv.key[len(self.prefix) :].decode().split("/")
-        if len(parts) != 3 or parts[2] == self.node_id:
-            return
+        if len(parts) != 3 or parts[2] == self.node_id or not parts[1].isdigit():
+            return None
         height, signer = int(parts[1]), parts[2]
+        note = kv.value.decode(errors="replace")
         with self._pending_lock:
             # checked under the lock the applier takes to pick up parked cosignatures, so none is missed
             head = self._heads.get(height)
@@ -540,13 +552,11 @@ class ClusterNode:
                 block = self.ledger.block(height)
                 if block is None:
                     # the block is not applied here yet: hold the cosignature until it is
-                    self._pending_cosigs.setdefault(height, []).append((signer, kv.value.decode()))
-                    return
-                head = None  # an older block: compare with our stored checkpoint
-                size = block.header.tree_size
-            else:
-                size = head[0]
-        self._take_cosig(size, signer, kv.value.decode(), own_root=head[1] if head else None)
+                    self._pending_cosigs.setdefault(height, []).append((signer, note))
+                    return None
+                # an older block: compare with our stored checkpoint
+                return _Cosig(block.header.tree_size, signer, note, None)
+        return _Cosig(head[0], signer, note, head[1])
 
     def _verifiers(self, origin: str, node: Node) -> list[Verifier]:
         # built once per node key: decoding the public keys costs about as much as a verification
@@ -562,52 +572,29 @@ class ClusterNode:
             policy = self._policy = self.ledger.quorum_policy()
         return policy
 
-    def _take_cosig(self, tree_size: int, signer: str, note: str, *, own_root: bytes | None = None) -> None:
+    def _take_cosigs(self, cosigs: list[_Cosig]) -> None:
+        """Verify cosignatures, store the good ones in one transaction, then decide finality once."""
         policy = self._quorum()
-        if policy is None:
+        if policy is None or not cosigs:
             return
         origin, nodes, threshold = policy
-        node = next((n for n in nodes if n.id == signer), None)
-        if node is None:
+        accepted: list[tuple[int, str, list[str]]] = []
+        for cosig in cosigs:
+            lines = self._verified_cosig(origin, nodes, cosig)
+            if lines is not None:
+                accepted.append((cosig.tree_size, cosig.signer, lines))
+        if not accepted:
             return
-        try:
-            opened = open_checkpoint(note, self._verifiers(origin, node), origin=origin)
-        except CertLedgerError as exc:
-            self._alarm(
-                "bad_cosignature",
-                {"size": tree_size, "signer": signer, "reason": exc.reason, "note": note},
-                key=("bad_cosignature", signer, note),
-            )
-            return
-        if opened.checkpoint.size != tree_size:
-            return
-        if own_root is None:
-            with self.ledger.store.read() as conn:
-                own = self.ledger.store.checkpoint(conn, tree_size)
-            if own is None:
-                return
-            try:
-                # our own stored note: parsed, not re-verified (audit verifies what is stored)
-                own_root = _note_checkpoint(own[1]).root_hash
-            except CertLedgerError as exc:
-                self._alarm("own_checkpoint_unreadable", {"size": tree_size, "reason": exc.reason})
-                return
-        if own_root != opened.checkpoint.root_hash:
-            # two signed checkpoints for the same origin and size that disagree: proof of a fork
-            self._alarm(
-                "checkpoint_fork",
-                {"size": tree_size, "signer": signer, "theirs": note, "ours": self.ledger.checkpoint_at(tree_size)},
-                key=("checkpoint_fork", tree_size, signer, note),
-            )
-            return
-        name = note_key_name(origin, signer)
-        lines = [sig.line().rstrip("\n") for sig in opened.note.signatures if sig.name == name]
-        self.ledger.add_cosignatures(tree_size, name, lines)
+        self.ledger.add_cosignature_sets(
+            [(size, note_key_name(origin, signer), lines) for size, signer, lines in accepted]
+        )
+        reached = False
         with self._cosigners_lock:
-            signers = self._cosigners.setdefault(tree_size, set())
-            signers.add(signer)
-            # our own signature counts too; below the last final size nothing changes
-            reached = len(signers) + 1 >= threshold and tree_size > self.final_size
+            for size, signer, _ in accepted:
+                signers = self._cosigners.setdefault(size, set())
+                signers.add(signer)
+                # our own signature counts too; below the last final size nothing changes
+                reached = reached or (len(signers) + 1 >= threshold and size > self.final_size)
             for size in [s for s in self._cosigners if s < self.final_size]:
                 del self._cosigners[size]
         if not reached:
@@ -621,6 +608,46 @@ class ClusterNode:
             with self._applied:
                 self._applied.notify_all()
             self._resolve_final(final)
+
+    def _verified_cosig(self, origin: str, nodes: list[Node], cosig: _Cosig) -> list[str] | None:
+        """The signer's signature lines if its note verifies and states our root; else None (alarmed if bad)."""
+        tree_size, signer, note = cosig.tree_size, cosig.signer, cosig.note
+        node = next((n for n in nodes if n.id == signer), None)
+        if node is None:
+            return None
+        try:
+            opened = open_checkpoint(note, self._verifiers(origin, node), origin=origin)
+        except CertLedgerError as exc:
+            self._alarm(
+                "bad_cosignature",
+                {"size": tree_size, "signer": signer, "reason": exc.reason, "note": note},
+                key=("bad_cosignature", signer, note),
+            )
+            return None
+        if opened.checkpoint.size != tree_size:
+            return None
+        own_root = cosig.own_root
+        if own_root is None:
+            with self.ledger.store.read() as conn:
+                own = self.ledger.store.checkpoint(conn, tree_size)
+            if own is None:
+                return None
+            try:
+                # our own stored note: parsed, not re-verified (audit verifies what is stored)
+                own_root = _note_checkpoint(own[1]).root_hash
+            except CertLedgerError as exc:
+                self._alarm("own_checkpoint_unreadable", {"size": tree_size, "reason": exc.reason})
+                return None
+        if own_root != opened.checkpoint.root_hash:
+            # two signed checkpoints for the same origin and size that disagree: proof of a fork
+            self._alarm(
+                "checkpoint_fork",
+                {"size": tree_size, "signer": signer, "theirs": note, "ours": self.ledger.checkpoint_at(tree_size)},
+                key=("checkpoint_fork", tree_size, signer, note),
+            )
+            return None
+        name = note_key_name(origin, signer)
+        return [sig.line().rstrip("\n") for sig in opened.note.signatures if sig.name == name]
 
     # -- janitor: compaction after finality --------------------------------------------------
 

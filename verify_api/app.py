@@ -25,7 +25,9 @@ from ledger.identity import checkpoint_verifiers, note_key_name
 from ledger.records import MAX_ENTRY_BYTES, SignedRecord
 from ledger.sequencer import OverloadedError, Sequencer
 from ledger.service import InclusionProof, Ledger
+from ledger.state import Node
 from signing.errors import CertLedgerError, InvalidInputError
+from signing.note.model import Verifier
 from verify_api import models, problems
 from verify_api.federation import FederatedVerifier
 from verify_api.limits import ASGIApp, BodySizeLimit, RateLimit, Receive, RequestMetrics, Scope, Send
@@ -217,9 +219,34 @@ def create_app(
 
     final_verdicts = _FinalVerdicts()
 
+    #: (commit counter, quorum policy) as last read: the policy changes only by a commit
+    policy_seen: list[tuple[int, tuple[str, list[Node], int] | None]] = []
+    #: checkpoint verifiers per (origin, node keys): decoding the keys costs about one verification
+    verifier_cache: dict[tuple[str, tuple[tuple[str, bytes, bytes], ...]], list[Verifier]] = {}
+    #: one check per note at a time: concurrent acknowledgements of one block share its verdict
+    in_flight: dict[tuple[Any, ...], asyncio.Future[bool]] = {}
+
+    async def _policy() -> tuple[str, list[Node], int] | None:
+        counter = ledger.store.commit_counter()  # a PRAGMA on a kept connection: cheap enough on the loop
+        if counter is not None and policy_seen and policy_seen[0][0] == counter:
+            return policy_seen[0][1]
+        policy = await asyncio.to_thread(ledger.quorum_policy)
+        if counter is not None:
+            policy_seen[:] = [(counter, policy)]
+        return policy
+
+    def _verifiers(origin: str, nodes: list[Node]) -> list[Verifier]:
+        key = (origin, tuple((n.id, n.sm2_public_key.to_bytes(), n.ed25519_public_key) for n in nodes))
+        found = verifier_cache.get(key)
+        if found is None:
+            if len(verifier_cache) > 64:
+                verifier_cache.clear()  # node sets change rarely: a bound, not an eviction policy
+            found = verifier_cache[key] = checkpoint_verifiers(origin, nodes)
+        return found
+
     async def _quorum_final(note: str) -> bool:
         """Whether ``note`` carries the quorum's signatures (SM2 + Ed25519 checks, cached per note, off the loop)."""
-        policy = await asyncio.to_thread(ledger.quorum_policy)
+        policy = await _policy()
         if policy is None:
             return False
         origin, nodes, threshold = policy
@@ -227,18 +254,28 @@ def create_app(
         cached = final_verdicts.get(key)
         if cached is not None:
             return cached
+        pending = in_flight.get(key)
+        if pending is None:
+            verifiers = _verifiers(origin, nodes)
+            names = [note_key_name(origin, n.id) for n in nodes]
 
-        def check() -> bool:
-            try:
-                opened = open_checkpoint(note, checkpoint_verifiers(origin, nodes), origin=origin)
-                verify_quorum(opened, [note_key_name(origin, n.id) for n in nodes], threshold)
-            except CertLedgerError:
-                return False
-            return True
+            def check() -> bool:
+                try:
+                    verify_quorum(open_checkpoint(note, verifiers, origin=origin), names, threshold)
+                except CertLedgerError:
+                    return False
+                return True
 
-        verdict = await asyncio.to_thread(check)
-        final_verdicts.put(key, verdict)
-        return verdict
+            pending = in_flight[key] = asyncio.ensure_future(asyncio.to_thread(check))
+
+            def settle(task: asyncio.Future[bool]) -> None:
+                in_flight.pop(key, None)
+                if not task.cancelled() and task.exception() is None:
+                    final_verdicts.put(key, task.result())
+
+            pending.add_done_callback(settle)
+        # shielded: a client that goes away cancels its own wait, not the check others share
+        return await asyncio.shield(pending)
 
     status_cache = _StatusCache()
     #: (commit counter, sizes) as last read: one tuple, replaced whole, so a reader never sees a mix
