@@ -5,6 +5,8 @@ own. Keys under ``/certledger/<origin>/``:
 
     leader                  node id, attached to a lease (leader election)
     submit/<record hash>    a validated submission waiting for a block (create-only)
+    submitted               rewritten (empty) in every transaction that adds submissions: the
+                            leader watches this one key, not the submissions' values
     reject/<record hash>    why the leader refused it (short lease)
     block/<height>          a signed block with its entries (create-only: one block per height)
     cosig/<height>/<node>   a node's signed checkpoint for that block
@@ -276,8 +278,10 @@ class ClusterNode:
             revision = self.etcd.current_revision()
             self._submitted.set()  # anything written before the watch starts is read by the next round
             try:
+                # the doorbell key, not the submit/ prefix: a watch on submit/ would carry every
+                # submission's bytes to the leader once more before the proposer reads them anyway
                 for _rev, events in self.etcd.watch(
-                    self._k("submit/"), revision + 1, lambda: self._stop.is_set() or not self.is_leader
+                    self._k("submitted"), revision + 1, lambda: self._stop.is_set() or not self.is_leader, exact=True
                 ):
                     if any(ev.kind == "PUT" for ev in events):
                         self._submitted.set()
@@ -708,7 +712,9 @@ class ClusterNode:
                 continue
             try:
                 # a plain put is as safe as create-only here: the key is the record's hash, the value its bytes
-                self.etcd.put_many([(self._k("submit", h), data) for h, data in batch])
+                self.etcd.put_many(
+                    [(self._k("submit", h), data) for h, data in batch], each_txn=(self._k("submitted"), b"")
+                )
             except CertLedgerError as exc:
                 for record_hash, _ in batch:
                     self._fail(

@@ -200,10 +200,15 @@ class Etcd:
                 return False, KeyValue.from_json(kvs[0])
         return False, None
 
-    def put_many(self, items: list[tuple[bytes, bytes]]) -> None:
-        """Put several keys, up to 100 per transaction (one Raft round each instead of one per key)."""
+    def put_many(self, items: list[tuple[bytes, bytes]], *, each_txn: tuple[bytes, bytes] | None = None) -> None:
+        """Put several keys, up to 100 per transaction (one Raft round each instead of one per key).
+
+        ``each_txn`` is put again in every transaction (a small key others watch to learn
+        that something was written, instead of watching the large values themselves).
+        """
         for start in range(0, len(items), 100):  # etcd's default max operations per txn is 128
-            ops = [{"request_put": {"key": _b64(k), "value": _b64(v)}} for k, v in items[start : start + 100]]
+            chunk = items[start : start + 100] + ([each_txn] if each_txn is not None else [])
+            ops = [{"request_put": {"key": _b64(k), "value": _b64(v)}} for k, v in chunk]
             self._post("/v3/kv/txn", {"compare": [], "success": ops})
 
     def delete_many(self, keys: list[bytes]) -> None:
@@ -244,15 +249,21 @@ class Etcd:
     # -- watch ----------------------------------------------------------------------------
 
     def watch(
-        self, prefix: bytes, start_revision: int, stop: Callable[[], bool], *, timeout: float = 5.0
+        self,
+        prefix: bytes,
+        start_revision: int,
+        stop: Callable[[], bool],
+        *,
+        timeout: float = 5.0,
+        exact: bool = False,
     ) -> Iterator[tuple[int, list[WatchEvent]]]:
-        """Events under ``prefix`` from ``start_revision`` until ``stop()``; reconnects on errors.
+        """Events under ``prefix`` (of that one key if ``exact``) from ``start_revision`` until ``stop()``.
 
-        Yields (revision, events). The stream read times out every ``timeout``
-        seconds so ``stop`` is checked even when nothing happens.
+        Yields (revision, events); reconnects on errors. The stream read times
+        out every ``timeout`` seconds so ``stop`` is checked even when nothing happens.
         """
         next_rev = start_revision
-        body_base = {"key": _b64(prefix), "range_end": _b64(prefix_end(prefix))}
+        body_base = {"key": _b64(prefix)} if exact else {"key": _b64(prefix), "range_end": _b64(prefix_end(prefix))}
         n = len(self.endpoints)
         attempt = 0
         while not stop():
