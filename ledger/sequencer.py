@@ -36,6 +36,10 @@ class Acknowledgement:
     tree_size: int
     block_height: int
     checkpoint: str
+    #: True when the orderer itself established that ``checkpoint`` is final (a cluster node
+    #: assembled it from cosignatures it verified one by one before storing them); None when
+    #: it does not say, and the API checks the note's signatures against the quorum itself
+    final: bool | None = None
 
 
 class Sequencer(Protocol):

@@ -33,7 +33,7 @@ from ledger.state import GOVERNANCE_SIGNER, Agency, LicenceState, Node, OverlayS
 from ledger.store.sql import EntryRow, SqlStateView, SqlStore
 from ledger.validation import validate
 from signing.errors import CertLedgerError, ConflictError, InvalidInputError, StorageError, VerificationError
-from signing.sm2 import SM2PrivateKey
+from signing.sm2 import SM2PrivateKey, SM2PublicKey
 
 #: signs checkpoint bodies as a note: (origin, size, root) -> signed note text
 CheckpointSigner = Callable[[str, int, bytes], str]
@@ -160,6 +160,8 @@ class Ledger:
         #: block comes back to apply_block, those exact (entry bytes, key point) pairs are not verified
         #: a second time — every other check of apply_block still runs
         self._proposed: tuple[bytes, frozenset[tuple[bytes, int, int]]] | None = None
+        #: block proposers' SM2 keys as first seen (equal keys hash equal): see _check_proposer
+        self._node_keys: dict[SM2PublicKey, SM2PublicKey] = {}
 
     @classmethod
     def open(cls, url: str, identity: NodeIdentity | None = None) -> Ledger:
@@ -583,7 +585,8 @@ class Ledger:
                 f"block {block.height}: proposer {block.header.proposer} is not an admitted node",
                 reason=reasons.BLOCK_SIGNATURE,
             )
-        block.verify(node.sm2_public_key)
+        # one key object per node key: it holds the decoded OpenSSL key (decoding costs about a verification)
+        block.verify(self._node_keys.setdefault(node.sm2_public_key, node.sm2_public_key))
 
     def _identity(self) -> NodeIdentity:
         if self.identity is None:

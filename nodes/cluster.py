@@ -25,8 +25,10 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
+import struct
 import threading
 import time
+import zlib
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -307,10 +309,14 @@ class ClusterNode:
         committed = _committed(self.ledger, [_hash_of(kv.key) for kv in pending])
         if committed:
             self._reject([(h, _already_committed(h)) for h in committed])
+        taken = 0
         for kv in pending:
             if _hash_of(kv.key) in committed:
                 drop.append(kv.key)
                 continue
+            if records and taken + len(kv.value) > _BLOCK_ENTRY_BYTES:
+                break  # the rest waits in submit/ for the next block: one block per etcd request
+            taken += len(kv.value)
             try:
                 records.append(SignedRecord.from_bytes(kv.value))
             except CertLedgerError as exc:
@@ -818,9 +824,13 @@ class ClusterNode:
                 for waiter in self._waiters.pop(record_hash, []):
                     if not waiter.future.done():
                         size = final_size if self.settings.wait_final else block.header.tree_size
-                        waiter.future.set_result(
-                            Acknowledgement(acc, size, block.height, final_note if self.settings.wait_final else note)
-                        )
+                        if self.settings.wait_final:
+                            # final_note is the store's final checkpoint: our signature plus the quorum's
+                            # cosignature lines, each verified before it was stored (_verified_cosig)
+                            ack = Acknowledgement(acc, size, block.height, final_note, final=True)
+                        else:
+                            ack = Acknowledgement(acc, size, block.height, note)
+                        waiter.future.set_result(ack)
 
     # -- alarms ---------------------------------------------------------------------------
 
@@ -854,15 +864,74 @@ class ClusterNode:
         }
 
 
+#: a block value in etcd: this tag, then the zlib-compressed binary block (see _encode_block)
+_BLOCK_TAG = b"CLB\x02"
+#: raw entry bytes one proposal takes at most: with the header and keys its transaction stays well
+#: inside etcd's 1.5 MiB request limit even if the entries do not compress at all
+_BLOCK_ENTRY_BYTES = 1024 * 1024
+#: what a block value may inflate to (a bound on hostile values: a zlib bomb is refused, not expanded)
+_BLOCK_MAX_INFLATED = 4 * 1024 * 1024
+
+
 def _encode_block(block: Block, entries: list[SignedRecord]) -> bytes:
-    return json.dumps(
-        {
-            "header": base64.b64encode(block.header.to_bytes()).decode(),
-            "signature": base64.b64encode(block.signature).decode(),
-            "entries": [base64.b64encode(e.entry_bytes()).decode() for e in entries],
-        },
-        separators=(",", ":"),
-    ).encode()
+    """``_BLOCK_TAG`` + zlib(u32 header length, header, u16 signature length, signature, u32 count, entries).
+
+    Each entry is a u32 length and its canonical bytes. Binary and compressed, not JSON with
+    base64: the records of a block share most of their text, the value crosses etcd's Raft log,
+    its WAL and four watch streams, and etcd's JSON gateway base64-encodes every value again.
+    """
+    header = block.header.to_bytes()
+    parts = [struct.pack(">I", len(header)), header, struct.pack(">H", len(block.signature)), block.signature]
+    parts.append(struct.pack(">I", len(entries)))
+    for entry in entries:
+        data = entry.entry_bytes()
+        parts += [struct.pack(">I", len(data)), data]
+    return _BLOCK_TAG + zlib.compress(b"".join(parts), 1)
+
+
+def _block_fields(value: bytes) -> tuple[bytes, bytes, list[bytes]]:
+    """(header bytes, signature, entry bytes) of a block value; VerificationError if malformed."""
+
+    def bad(why: str) -> VerificationError:
+        return VerificationError(f"malformed block in etcd: {why}", reason="block.header")
+
+    if value.startswith(b"{"):  # written by a node of an earlier version: JSON with base64
+        try:
+            data = json.loads(value)
+            return (
+                base64.b64decode(data["header"], validate=True),
+                base64.b64decode(data["signature"], validate=True),
+                [base64.b64decode(e, validate=True) for e in data["entries"]],
+            )
+        except (ValueError, KeyError, TypeError) as exc:
+            raise bad(str(exc)) from None
+    if not value.startswith(_BLOCK_TAG):
+        raise bad("unknown encoding")
+    inflater = zlib.decompressobj()
+    try:
+        raw = inflater.decompress(value[len(_BLOCK_TAG) :], _BLOCK_MAX_INFLATED)
+    except zlib.error as exc:
+        raise bad(f"zlib: {exc}") from None
+    if inflater.unconsumed_tail or not inflater.eof or inflater.unused_data:
+        raise bad(f"not one zlib stream of at most {_BLOCK_MAX_INFLATED} bytes")
+    pos = 0
+
+    def take(size: int) -> bytes:
+        nonlocal pos
+        if size > len(raw) - pos:
+            raise bad("truncated")
+        pos += size
+        return raw[pos - size : pos]
+
+    header = take(struct.unpack(">I", take(4))[0])
+    signature = take(struct.unpack(">H", take(2))[0])
+    count = struct.unpack(">I", take(4))[0]
+    if count > len(raw) // 4:
+        raise bad("entry count larger than the value")
+    entries = [take(struct.unpack(">I", take(4))[0]) for _ in range(count)]
+    if pos != len(raw):
+        raise bad("trailing bytes")
+    return header, signature, entries
 
 
 def _fetch_block(http: httpx.Client, peer: str, height: int) -> Block:
@@ -892,22 +961,20 @@ def _fetch_entries(http: httpx.Client, peer: str, start: int, end: int) -> list[
 
 
 def _decode_header(value: bytes) -> Block:
+    header, signature, _ = _block_fields(value)
     try:
-        data = json.loads(value)
-        return Block(BlockHeader.from_bytes(base64.b64decode(data["header"])), base64.b64decode(data["signature"]))
+        return Block(BlockHeader.from_bytes(header), signature)
     except (ValueError, KeyError, TypeError) as exc:
         raise VerificationError(f"malformed block in etcd: {exc}", reason="block.header") from None
 
 
 def _decode_block(value: bytes) -> tuple[Block, list[SignedRecord]]:
+    header, signature, raw_entries = _block_fields(value)
     try:
-        data = json.loads(value)
-        header = BlockHeader.from_bytes(base64.b64decode(data["header"]))
-        block = Block(header, base64.b64decode(data["signature"]))
-        entries = [SignedRecord.from_bytes(base64.b64decode(e)) for e in data["entries"]]
+        block = Block(BlockHeader.from_bytes(header), signature)
     except (ValueError, KeyError, TypeError) as exc:
         raise VerificationError(f"malformed block in etcd: {exc}", reason="block.header") from None
-    return block, entries
+    return block, [SignedRecord.from_bytes(e) for e in raw_entries]
 
 
 def _height_of(key: bytes) -> int:

@@ -25,6 +25,8 @@ from signing.errors import TransportError
 
 #: etcd's default --max-txn-ops
 MAX_TXN_OPS = 128
+#: bytes of keys and values put in one transaction at most (etcd refuses requests over 1.5 MiB)
+_TXN_BYTES = 1024 * 1024
 
 
 def _b64(data: bytes | str) -> str:
@@ -206,9 +208,20 @@ class Etcd:
         ``each_txn`` is put again in every transaction (a small key others watch to learn
         that something was written, instead of watching the large values themselves).
         """
-        for start in range(0, len(items), 100):  # etcd's default max operations per txn is 128
-            chunk = items[start : start + 100] + ([each_txn] if each_txn is not None else [])
-            ops = [{"request_put": {"key": _b64(k), "value": _b64(v)}} for k, v in chunk]
+        chunks: list[list[tuple[bytes, bytes]]] = []
+        size = 0
+        for item in items:
+            # at most 100 operations (etcd's default limit is 128) and 1 MiB of keys and values
+            # (its request limit is 1.5 MiB) per transaction
+            if not chunks or len(chunks[-1]) == 100 or size + len(item[0]) + len(item[1]) > _TXN_BYTES:
+                chunks.append([])
+                size = 0
+            chunks[-1].append(item)
+            size += len(item[0]) + len(item[1])
+        for chunk in chunks:
+            ops = [
+                {"request_put": {"key": _b64(k), "value": _b64(v)}} for k, v in chunk + ([each_txn] if each_txn else [])
+            ]
             self._post("/v3/kv/txn", {"compare": [], "success": ops})
 
     def delete_many(self, keys: list[bytes]) -> None:

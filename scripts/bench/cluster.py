@@ -245,6 +245,66 @@ def single_node_rate(bench: Any, records: int, batch: int, tmp: Path) -> float:
     return rate
 
 
+def _op_seconds(op: Any, seconds: float = 1.0) -> float:
+    """Mean wall time of ``op()`` on one thread, over ``seconds``."""
+    op()
+    n, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        op()
+        n += 1
+    return (time.perf_counter() - start) / n
+
+
+def signature_floor() -> dict[str, float]:
+    """Seconds of the signature operations the cluster's design performs, each timed on this machine.
+
+    Per record: the leader checks its SM2 signature when proposing and each of the three other
+    nodes when applying (the leader does not check it again: tests/unit/ledger/test_block_apply.py).
+    Per block: the leader signs it; every node checks the block signature, signs its checkpoint
+    (SM2 + Ed25519) and opens the three other nodes' checkpoints (SM2 + Ed25519 each).
+    The same functions the nodes call, on the same kind of input.
+    """
+    from ledger.blocks import BlockHeader, sign_block
+    from ledger.checkpoint import open_checkpoint
+    from ledger.identity import NodeKeys, checkpoint_verifiers
+    from ledger.records import SignedRecord
+    from ledger.state import node_from_payload
+
+    agency, node = SM2PrivateKey.generate(), NodeKeys.generate("floor-node")
+    record = SignedRecord.from_bytes(sign_records(agency, 1, 30_000_000)[0])
+    header = BlockHeader(
+        origin=lc.ORIGIN,
+        height=7,
+        prev_hash=bytes(32),
+        first_index=100,
+        tree_size=113,
+        tree_root=bytes(range(32)),
+        time=now_utc(),
+        proposer=node.node_id,
+    )
+    block = sign_block(header, node.sm2)
+    note = node.sign_checkpoint(lc.ORIGIN, 113, bytes(range(32)))
+    verifiers = checkpoint_verifiers(lc.ORIGIN, [node_from_payload(node.node_json("floor"))])
+    pub = agency.public_key
+    return {
+        "record_check": _op_seconds(lambda: record.verify_signature_by(pub)),
+        "block_sign": _op_seconds(lambda: sign_block(header, node.sm2)),
+        "block_check": _op_seconds(lambda: block.verify(node.sm2.public_key)),
+        "checkpoint_sign": _op_seconds(lambda: node.sign_checkpoint(lc.ORIGIN, 113, bytes(range(32)))),
+        "cosignature_check": _op_seconds(lambda: open_checkpoint(note, verifiers, origin=lc.ORIGIN)),
+    }
+
+
+def floor_ms_per_record(ops: dict[str, float], records_per_block: float, nodes: int = 4) -> float:
+    per_record = nodes * ops["record_check"]
+    per_block = (
+        ops["block_sign"]
+        + nodes * (ops["block_check"] + ops["checkpoint_sign"])
+        + nodes * (nodes - 1) * ops["cosignature_check"]
+    )
+    return 1000 * (per_record + per_block / max(1.0, records_per_block))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seconds", type=float, default=20.0, help="duration of the throughput phase")
@@ -283,9 +343,11 @@ def main() -> None:
             asyncio.run(load(urls, sign_records(agency, 200, 10_000_000), 16, 10))
             say(f"throughput: {args.concurrency} submitters for {args.seconds:.0f}s ...")
             leader = leader_of(layout)
+            height_before = lc.node_status(layout, leader)["height"]
             cpu_before = cluster_cpu_seconds(layout)
             throughput = asyncio.run(load(urls, bodies, args.concurrency, args.seconds))
             cpu_after = cluster_cpu_seconds(layout)
+            throughput["blocks"] = lc.node_status(layout, leader)["height"] - height_before
             per = {k: 1000 * (cpu_after[k] - cpu_before[k]) / max(1, throughput["acked"]) for k in cpu_after}
             throughput["cluster_cpu_ms_per_record"] = sum(per.values())
             throughput["cpu_ms_per_record"] = {
@@ -312,6 +374,7 @@ def main() -> None:
         say("reference: single-node appends (Ledger.submit batches) and SM2 verify ...")
         single = single_node_rate(bench, 10_000, args.batch, tmp)
         sm2_1, sm2_2 = bench.sm2_verify_rate(1), bench.sm2_verify_rate(2)
+        floor_ops = signature_floor()
 
     out = {
         "cluster": {
@@ -330,6 +393,15 @@ def main() -> None:
         "cpus": os.cpu_count(),
         "targets": TARGETS,
     }
+    records_per_block = throughput["acked"] / max(1, throughput["blocks"])
+    floor_ms = floor_ms_per_record(floor_ops, records_per_block)
+    etcd_ms = throughput["cpu_ms_per_record"]["etcd (3 members)"]
+    out["signature_floor"] = {
+        "operation_seconds": floor_ops,
+        "records_per_block": records_per_block,
+        "ms_per_record": floor_ms,
+        "ms_per_record_at_max_batch": floor_ms_per_record(floor_ops, args.max_batch),
+    }
     if args.json:
         print(json.dumps(out, indent=2))
         return
@@ -337,7 +409,7 @@ def main() -> None:
     print(f"\ncluster: 4 nodes, 3 etcd members, quorum 3; {args.concurrency} submitters; {os.cpu_count()} CPUs")
     print(
         f"  final records/s        {t['final_records_per_s']:8.0f}   ({t['acked']} acked in {t['seconds']:.1f}s, "
-        f"{out['blocks']} blocks)"
+        f"{t['blocks']} blocks)"
     )
     print(f"  submit->final p50      {t['latency_p50_s']:8.3f} s")
     print(f"  submit->final p99      {t['latency_p99_s']:8.3f} s")
@@ -352,6 +424,17 @@ def main() -> None:
     print("    " + ", ".join(f"{k} {v:.1f} ms" for k, v in t["cpu_ms_per_record"].items()))
     print(f"  single node appends/s  {single:8.0f}   (Ledger.submit, batches of {args.batch})")
     print(f"  SM2 verify/s           {sm2_1:8.0f}   (1 thread; {sm2_2:.0f} on 2 threads)")
+    at_max = out["signature_floor"]["ms_per_record_at_max_batch"]
+    print(
+        f"  signature floor        {floor_ms:8.2f} ms/record at {records_per_block:.1f} records/block "
+        f"({at_max:.2f} ms with full blocks of {args.max_batch}): 4 record checks + per block 1 sign, "
+        f"4 block checks, 4 checkpoint signs, 12 cosignature checks, timed here"
+    )
+    print(
+        f"    signatures + etcd's measured {etcd_ms:.1f} ms -> at most {1000 * cores / (floor_ms + etcd_ms):.0f} "
+        f"final records/s on {cores} CPUs before any HTTP, SQL or Python work; signatures alone with full "
+        f"blocks -> at most {1000 * cores / at_max:.0f}/s"
+    )
     checks = [
         (
             f">= {TARGETS['final_records_per_s']} final records/s",
