@@ -300,30 +300,14 @@ class ClusterNode:
         if len(pending) < self.settings.max_batch and self.settings.batch_wait > 0:
             self._stop.wait(self.settings.batch_wait)
             pending = self.etcd.prefix(self._k("submit/"), limit=self.settings.max_batch, sort_by_create=True)
-        records: list[SignedRecord] = []
-        keys: list[bytes] = []
-        drop: list[bytes] = []
         # a record already in the log (submitted again, or left behind by a leader that died between
         # writing a block and deleting the submissions beyond the first 127) is not proposed again:
         # its submitters are told where it is and get the acknowledgement (submission is idempotent)
         committed = _committed(self.ledger, [_hash_of(kv.key) for kv in pending])
         if committed:
             self._reject([(h, _already_committed(h)) for h in committed])
-        taken = 0
-        for kv in pending:
-            if _hash_of(kv.key) in committed:
-                drop.append(kv.key)
-                continue
-            if records and taken + len(kv.value) > _BLOCK_ENTRY_BYTES:
-                break  # the rest waits in submit/ for the next block: one block per etcd request
-            taken += len(kv.value)
-            try:
-                records.append(SignedRecord.from_bytes(kv.value))
-            except CertLedgerError as exc:
-                self._reject([(_hash_of(kv.key), exc)])
-                drop.append(kv.key)
-                continue
-            keys.append(kv.key)  # keys[i] is the key of records[i]
+        records, keys, drop, refused = _take_pending(pending, committed, _BLOCK_ENTRY_BYTES)
+        self._reject(refused)
         if drop:
             self.etcd.delete_many(drop)
         if not records:
@@ -871,6 +855,38 @@ _BLOCK_TAG = b"CLB\x02"
 _BLOCK_ENTRY_BYTES = 1024 * 1024
 #: what a block value may inflate to (a bound on hostile values: a zlib bomb is refused, not expanded)
 _BLOCK_MAX_INFLATED = 4 * 1024 * 1024
+
+
+def _take_pending(
+    pending: list[KeyValue], committed: set[str], max_bytes: int
+) -> tuple[list[SignedRecord], list[bytes], list[bytes], list[tuple[str, CertLedgerError]]]:
+    """What one proposal takes from ``submit/``, in order: (records, their keys, keys to drop, refusals).
+
+    Records already ``committed`` and records that do not parse are dropped (the latter refused
+    with their error); the rest are taken while their bytes stay within ``max_bytes`` (at least
+    one), so the block's etcd transaction stays under the request limit. What is not taken
+    waits in ``submit/`` for the next block.
+    """
+    records: list[SignedRecord] = []
+    keys: list[bytes] = []
+    drop: list[bytes] = []
+    refused: list[tuple[str, CertLedgerError]] = []
+    taken = 0
+    for kv in pending:
+        if _hash_of(kv.key) in committed:
+            drop.append(kv.key)
+            continue
+        if records and taken + len(kv.value) > max_bytes:
+            break
+        try:
+            records.append(SignedRecord.from_bytes(kv.value))
+        except CertLedgerError as exc:
+            refused.append((_hash_of(kv.key), exc))
+            drop.append(kv.key)
+            continue
+        taken += len(kv.value)
+        keys.append(kv.key)  # keys[i] is the key of records[i]
+    return records, keys, drop, refused
 
 
 def _encode_block(block: Block, entries: list[SignedRecord]) -> bytes:

@@ -199,18 +199,19 @@ class Cluster:
 
     # -- records ------------------------------------------------------------------------
 
-    def record(self) -> SignedRecord:
-        """A fresh ISSUE record of the demo agency (each call a new licence)."""
+    def record(self, *, padding: str = "") -> SignedRecord:
+        """A fresh ISSUE record of the demo agency (each call a new licence); ``padding`` goes in its metadata."""
         with self._lock:
             self._counter += 1
             n = self._counter
+        metadata = {"holder": f"集群测试企业{n}", **({"note": padding} if padding else {})}
         payload = {
             "licence_id": f"LIC-TEST-{n:07d}",
             "type_code": "1001",
             "region": "440305",
             "version": 1,
             "files": {"pdf": f"{n:064x}"},
-            "metadata": {"holder": f"集群测试企业{n}"},
+            "metadata": metadata,
         }
         rec = Record(
             RecordType.ISSUE, lc.ORIGIN, now_utc(), new_nonce(), lc.AGENCY_ID, self.agency.public_key.key_id, payload

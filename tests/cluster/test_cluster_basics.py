@@ -8,11 +8,14 @@ cluster's state.
 
 from __future__ import annotations
 
+import base64
 import json
+import os
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import httpx
 import pytest
 
 from ledger.checkpoint import Checkpoint, open_checkpoint, verify_quorum
@@ -154,3 +157,32 @@ def test_resubmitting_a_committed_record_returns_its_acknowledgement(
     heads = running.wait_converged(list(range(running.n)), timeout=60)
     entries = running.entry_hashes(0, 0, heads[0]["final"])
     assert list(entries.values()).count(str(first["record_hash"])) == 1
+
+
+def test_a_burst_of_large_records_becomes_final_in_bounded_blocks(running: Cluster) -> None:
+    """120 records of ~15 KB (incompressible metadata) at once, ~1.8 MB: more than one etcd request may carry.
+
+    Every record becomes final and no block carries more than the 1 MiB of entries a proposal
+    takes at most (the bound itself: tests/unit/ledger/test_block_value.py).
+    """
+    records = [running.record(padding=base64.b64encode(os.urandom(11_000)).decode()) for _ in range(120)]
+    size = {r.record.record_hash(): len(r.entry_bytes()) for r in records}
+    assert sum(size.values()) > int(1.5 * 1024 * 1024)
+
+    def submit(i: int) -> dict[str, object]:
+        # a client per submission: the cluster's shared client pools at most 100 connections
+        resp = httpx.post(running.api(i % running.n) + "/v1/records", content=records[i].entry_bytes(), timeout=60)
+        assert resp.status_code == 201, resp.text[:300]
+        ack: dict[str, object] = resp.json()
+        return ack
+
+    with ThreadPoolExecutor(len(records)) as pool:
+        acks = list(pool.map(submit, range(len(records))))
+    assert all(ack["final"] for ack in acks)
+    per_block: dict[int, int] = {}
+    for ack in acks:
+        height = int(ack["block_height"])  # type: ignore[call-overload]
+        per_block[height] = per_block.get(height, 0) + size[str(ack["record_hash"])]
+    assert len(per_block) >= 2
+    assert max(per_block.values()) <= 1024 * 1024, per_block
+    running.wait_converged(list(range(running.n)))
