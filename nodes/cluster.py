@@ -137,6 +137,12 @@ class ClusterNode:
         self._height = self._stored_height()
         #: (origin, admitted nodes, threshold), re-read after a block with a governance record
         self._policy: tuple[str, list[Node], int] | None = None
+        #: moved on whenever _policy is reset: a policy read from the store while a governance block
+        #: was being applied is not cached (see _quorum)
+        self._policy_generation = 0
+        #: cosignatures verified but not stored (the store refused the transaction): taken again
+        #: with the collector's next batch
+        self._cosig_retry: list[_Cosig] = []
         #: tree size -> nodes whose matching cosignature we hold (finality is decided from this)
         self._cosigners: dict[int, set[str]] = {}
         self._cosigners_lock = threading.Lock()
@@ -431,6 +437,7 @@ class ClusterNode:
                 del self._heads[h]
         if governance:
             self._policy = None  # nodes may have been admitted or removed
+            self._policy_generation += 1
         if publish:
             with self._cosig_out_cv:
                 self._cosig_out[block.height] = note
@@ -528,14 +535,18 @@ class ClusterNode:
                 for _rev, events in self.etcd.watch(self._k("cosig/"), revision + 1, self._stop.is_set):
                     # one watch response's cosignatures are verified, then stored in one transaction
                     found = [self._cosig_kv(ev.kv) for ev in events if ev.kind == "PUT"]
-                    self._take_cosigs([c for c in found if c is not None])
+                    with self._pending_lock:
+                        retry, self._cosig_retry = self._cosig_retry, []
+                    self._take_cosigs(retry + [c for c in found if c is not None])
             except WatchCompacted:
                 continue  # history compacted while we were away: list what is there again
 
     def _cosig_kv(self, kv: KeyValue) -> _Cosig | None:
         """The cosignature ``kv`` holds, ready to check; None if it is ours, malformed, or parked."""
-        parts = kv.key[len(self.prefix) :].decode().split("/")
-        if len(parts) != 3 or parts[2] == self.node_id or not parts[1].isdigit():
+        # keys come from etcd, which any node (or operator) can write: one that is not
+        # cosig/<decimal height>/<node> is skipped, never allowed to stop the collector
+        parts = kv.key[len(self.prefix) :].decode("utf-8", errors="replace").split("/")
+        if len(parts) != 3 or parts[2] == self.node_id or not (parts[1].isascii() and parts[1].isdigit()):
             return None
         height, signer = int(parts[1]), parts[2]
         note = kv.value.decode(errors="replace")
@@ -563,7 +574,11 @@ class ClusterNode:
     def _quorum(self) -> tuple[str, list[Node], int] | None:
         policy = self._policy
         if policy is None:
-            policy = self._policy = self.ledger.quorum_policy()
+            generation = self._policy_generation
+            policy = self.ledger.quorum_policy()
+            # cached only if no governance block was applied meanwhile (it may predate that block)
+            if generation == self._policy_generation:
+                self._policy = policy
         return policy
 
     def _take_cosigs(self, cosigs: list[_Cosig]) -> None:
@@ -579,9 +594,16 @@ class ClusterNode:
                 accepted.append((cosig.tree_size, cosig.signer, lines))
         if not accepted:
             return
-        self.ledger.add_cosignature_sets(
-            [(size, note_key_name(origin, signer), lines) for size, signer, lines in accepted]
-        )
+        try:
+            self.ledger.add_cosignature_sets(
+                [(size, note_key_name(origin, signer), lines) for size, signer, lines in accepted]
+            )
+        except CertLedgerError as exc:
+            # nothing was stored; parked cosignatures would not come again from etcd: keep them all
+            _log.warning("cannot store cosignatures yet", error=str(exc), count=len(cosigs))
+            with self._pending_lock:
+                self._cosig_retry.extend(cosigs)
+            return
         reached = False
         with self._cosigners_lock:
             for size, signer, _ in accepted:
@@ -597,8 +619,11 @@ class ClusterNode:
             final = self.ledger.latest_checkpoint()  # the store decides; it merges the signature lines
         except CertLedgerError:
             return  # no final checkpoint yet
-        if final[0] > self.final_size:
-            self.final_size = final[0]
+        with self._cosigners_lock:  # the collector and the applier both get here: final_size only grows
+            advanced = final[0] > self.final_size
+            if advanced:
+                self.final_size = final[0]
+        if advanced:
             with self._applied:
                 self._applied.notify_all()
             self._resolve_final(final)
@@ -919,8 +944,8 @@ def _block_fields(value: bytes) -> tuple[bytes, bytes, list[bytes]]:
                 base64.b64decode(data["signature"], validate=True),
                 [base64.b64decode(e, validate=True) for e in data["entries"]],
             )
-        except (ValueError, KeyError, TypeError) as exc:
-            raise bad(str(exc)) from None
+        except (ValueError, KeyError, TypeError, RecursionError) as exc:  # RecursionError: deep nesting
+            raise bad(type(exc).__name__ if isinstance(exc, RecursionError) else str(exc)) from None
     if not value.startswith(_BLOCK_TAG):
         raise bad("unknown encoding")
     inflater = zlib.decompressobj()

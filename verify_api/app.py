@@ -195,6 +195,13 @@ class _StatusFastPath:
         await self.app(scope, receive, send)
 
 
+def _overloaded(exc: CertLedgerError) -> Response | None:
+    """The 503 a submission gets when the sequencer pushes back (None for any other error)."""
+    if not isinstance(exc, OverloadedError):
+        return None
+    return problems.problem(503, "Overloaded", str(exc), exc.reason, retry_after=exc.retry_after)
+
+
 class _SubmitFastPath:
     """Answers ``POST /v1/records`` before FastAPI's router, with the route's own answer.
 
@@ -234,7 +241,7 @@ class _SubmitFastPath:
         try:
             body = await self.answer(b"".join(chunks))
         except CertLedgerError as exc:
-            problem = await problems.certledger_error_handler(Request(scope), exc)
+            problem = _overloaded(exc) or await problems.certledger_error_handler(Request(scope), exc)
             await problem(scope, receive, send)
             return
         await send(
@@ -303,11 +310,16 @@ def create_app(
         if policy is None:
             return False
         origin, nodes, threshold = policy
-        key = (note, origin, tuple(sorted(n.id for n in nodes)), threshold)
+        # the verdict depends on the node keys, not only their IDs
+        node_keys = tuple(sorted((n.id, n.sm2_public_key.to_bytes(), n.ed25519_public_key) for n in nodes))
+        key = (note, origin, node_keys, threshold)
         cached = final_verdicts.get(key)
         if cached is not None:
             return cached
-        pending = in_flight.get(key)
+        # shared per event loop: a future can only be awaited on the loop it belongs to (one loop per
+        # server process; tests and embedders may drive the app from several)
+        flight = (asyncio.get_running_loop(), key)
+        pending = in_flight.get(flight)
         if pending is None:
             verifiers = _verifiers(origin, nodes)
             names = [note_key_name(origin, n.id) for n in nodes]
@@ -319,10 +331,10 @@ def create_app(
                     return False
                 return True
 
-            pending = in_flight[key] = asyncio.ensure_future(asyncio.to_thread(check))
+            pending = in_flight[flight] = asyncio.ensure_future(asyncio.to_thread(check))
 
             def settle(task: asyncio.Future[bool]) -> None:
-                in_flight.pop(key, None)
+                in_flight.pop(flight, None)
                 if not task.cancelled() and task.exception() is None:
                     final_verdicts.put(key, task.result())
 
@@ -374,7 +386,11 @@ def create_app(
         """Submit one signed record (its canonical JSON envelope). Answers once it is durable."""
         # normally answered by _SubmitFastPath in front of the router; this route documents it in
         # the OpenAPI schema and answers what reaches the router all the same
-        return Response(await submit_body(await request.body()), status_code=201, media_type="application/json")
+        try:
+            body = await submit_body(await request.body())
+        except OverloadedError as exc:
+            return _overloaded(exc) or problems.problem(503, "Overloaded", str(exc), exc.reason)
+        return Response(body, status_code=201, media_type="application/json")
 
     async def submit_body(body: bytes) -> bytes:
         """The 201 answer to a submitted envelope, as JSON bytes; raises CertLedgerError (a problem)."""
@@ -391,7 +407,7 @@ def create_app(
             ack = await asyncio.wrap_future(sequencer.submit(signed))
         except OverloadedError:
             metrics.submissions.labels("overloaded").inc()
-            raise  # 503 with Retry-After (certledger_error_handler)
+            raise  # 503 with Retry-After (_overloaded)
         except CertLedgerError:
             metrics.submissions.labels("rejected").inc()
             raise

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -20,9 +22,11 @@ from api_server import PASSPHRASE, AgencySpec, TestNode, make_node
 from fastapi import FastAPI
 
 from ledger.records import SignedRecord
+from ledger.sequencer import GroupCommitSequencer
 from ledger.service import Ledger
+from nodes.local import open_node
 from nodes.server import build_app
-from verify_api.app import _SubmitFastPath
+from verify_api.app import ApiSettings, _SubmitFastPath, create_app
 from verify_api.models import SubmitResponse
 
 ORIGIN = "gd.certledger.example/licences"
@@ -154,3 +158,48 @@ def test_size_limit_still_applies(app: FastAPI, node: TestNode) -> None:
     sent = _call(app, "POST", "/v1/records", huge, chunk=64 * 1024)
     assert sent[0]["status"] == 413
     assert _size(node) == size
+
+
+def test_overload_answers_are_the_routes_own(node: TestNode) -> None:
+    """A sequencer with a full queue pushes back: 503 Overloaded with Retry-After, both ways alike."""
+    local = open_node(node.config, PASSPHRASE.encode())
+    # one record per batch and a queue of one: A is taken and waits on the ledger, B fills the queue
+    sequencer = GroupCommitSequencer(local.ledger, max_batch=1, max_queue=1)
+    app = create_app(local.ledger, sequencer=sequencer, settings=ApiSettings(rate_per_client=0))
+    fast = _fast_path(app)
+    queued = sequencer._queue
+    waiting: list[threading.Thread] = []
+
+    def submit_in_background(licence_id: str) -> None:
+        body = _envelope(node.issue(SZ, licence_id))
+        thread = threading.Thread(target=_call, args=(app, "POST", "/v1/records", body))
+        thread.start()
+        waiting.append(thread)
+
+    def until(condition: Any) -> None:
+        deadline = time.monotonic() + 10
+        while not condition():
+            assert time.monotonic() < deadline, "the sequencer did not take the submission"
+            time.sleep(0.01)
+
+    try:
+        with local.ledger._write_lock:  # the sequencer's batch waits here: the queue stays full
+            submit_in_background("LIC-OVER-1")
+            until(lambda: queued.unfinished_tasks == 1 and queued.qsize() == 0)  # taken, blocked on the lock
+            submit_in_background("LIC-OVER-2")
+            until(lambda: queued.qsize() == 1)  # the queue (of one) is full
+            body = _envelope(node.issue(SZ, "LIC-OVER-3"))
+            ahead = _call(app, "POST", "/v1/records", body)
+            behind = _call(fast.app, "POST", "/v1/records", body)
+        assert ahead == behind
+        assert ahead[0]["status"] == 503
+        headers = dict(ahead[0]["headers"])
+        assert headers[b"retry-after"] == b"1"
+        problem = json.loads(ahead[1]["body"])
+        assert (problem["title"], problem["reason"]) == ("Overloaded", "ledger.overloaded")
+    finally:
+        for thread in waiting:
+            thread.join(30)
+        sequencer.close()
+        local.close()
+    assert _size(node) == 3  # genesis and the two queued submissions; the refused one was not appended

@@ -104,7 +104,7 @@ def test_own_block_with_a_changed_entry_is_verified_and_refused(world: World, ve
 
 
 def test_a_different_block_is_verified_in_full(world: World, verifications: Counter) -> None:
-    """A proposal that was superseded (another leader's block came first) gives no shortcut."""
+    """A superseded proposal (this node proposed again before applying it) gives no shortcut."""
     records = _issues(world, 10)
     ours = world.ledger.propose(records[:9], now=world.now)
     other = world.ledger.propose(records, now=world.now)  # the newest proposal replaces the memo

@@ -20,6 +20,8 @@ from ledger.records import SignedRecord
 from nodes.cluster import (
     _BLOCK_MAX_INFLATED,
     _BLOCK_TAG,
+    ClusterNode,
+    ClusterSettings,
     _decode_block,
     _decode_header,
     _encode_block,
@@ -93,6 +95,7 @@ def _hostile(proposal: tuple[bytes, list[SignedRecord], bytes]) -> dict[str, byt
         "entry longer than the value": _wrap(raw[: -len(raw_entries[-1]) - 4] + struct.pack(">I", 2**30) + b"x"),
         "zlib bomb": _BLOCK_TAG + zlib.compress(b"\x00" * (_BLOCK_MAX_INFLATED + 1), 9),
         "bad json": b'{"header": 1}',
+        "deep json": b"{" + b'"a":[' * 100_000 + b"]" * 100_000 + b"}",
         "bad header": _wrap(_pack(b"{nope", sig, raw_entries)),
     }
 
@@ -111,6 +114,7 @@ def _hostile(proposal: tuple[bytes, list[SignedRecord], bytes]) -> dict[str, byt
         "entry longer than the value",
         "zlib bomb",
         "bad json",
+        "deep json",
         "bad header",
     ],
 )
@@ -149,3 +153,17 @@ def test_committed_and_malformed_submissions_are_dropped_not_counted(world: Worl
     assert keys == [kv.key for kv in pending if kv is not garbage][1:]
     assert drop == [pending[0].key, garbage.key]
     assert [h for h, _ in refused] == ["f" * 64]
+
+
+def test_cosignature_keys_that_are_not_decimal_heights_are_skipped(world: World) -> None:
+    """Any node can write under cosig/: a key the collector cannot read is skipped, never fatal."""
+    node = ClusterNode(world.ledger, ClusterSettings(etcd_endpoints=["http://127.0.0.1:9"]), genesis=world.genesis)
+    try:
+        cosig = node.prefix + b"cosig/"
+        for key in (cosig + "²/node-x".encode(), cosig + b"\xff\xfe/node-x", cosig + b"12", cosig + b"-1/node-x"):
+            assert node._cosig_kv(KeyValue(key, b"note", 1, 1, 0)) is None, key
+        # a well-formed key for an applied height is taken, to be checked against our checkpoint
+        taken = node._cosig_kv(KeyValue(cosig + b"000000000000/node-x", b"note", 1, 1, 0))
+        assert taken is not None and (taken.tree_size, taken.signer) == (1, "node-x")
+    finally:
+        node.etcd.close()
