@@ -4,12 +4,16 @@ etcd (Raft) is the only ordering engine; certledger adds no consensus of its
 own. Keys under ``/certledger/<origin>/``:
 
     leader                  node id, attached to a lease (leader election)
-    submit/<record hash>    a validated submission waiting for a block (create-only)
-    submitted               rewritten (empty) in every transaction that adds submissions: the
-                            leader watches this one key, not the submissions' values
     reject/<record hash>    why the leader refused it (short lease)
     block/<height>          a signed block with its entries (create-only: one block per height)
     cosig/<height>/<node>   a node's signed checkpoint for that block
+
+Submissions do not pass through etcd: the node that accepts one keeps it and
+hands it to the leader over the leader's API (``POST /v1/cluster/submissions``),
+again after a leader change or when it is not in a block soon; the leader
+keeps what it is handed in memory until a block holds it. A submission is
+acknowledged only once its block is in etcd (and, by default, final), so a
+leader that dies loses nothing acknowledged (ADR 0015).
 
 Every node — the leader too — applies blocks only from etcd, in height
 order, re-validating every entry and the block itself (``Ledger.apply_block``)
@@ -24,6 +28,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import itertools
 import json
 import struct
 import threading
@@ -43,11 +48,11 @@ from ledger.blocks import Block, BlockHeader
 from ledger.checkpoint import Checkpoint, open_checkpoint
 from ledger.identity import checkpoint_verifiers, note_key_name
 from ledger.records import GOVERNANCE_TYPES, SignedRecord
-from ledger.sequencer import Acknowledgement
+from ledger.sequencer import Acknowledgement, OverloadedError
 from ledger.service import Accepted, BatchResult, Ledger
 from ledger.state import Node
 from ledger.store import schema
-from nodes.etcd import MAX_TXN_OPS, Etcd, KeyValue, WatchCompacted, prefix_end
+from nodes.etcd import Etcd, KeyValue, WatchCompacted, prefix_end
 from signing.errors import CertLedgerError, ConflictError, InvalidInputError, TransportError, VerificationError
 from signing.note.model import Verifier
 
@@ -120,11 +125,20 @@ class ClusterNode:
         self._pending_lock = threading.Lock()
         #: one block is applied at a time, whether it came from the watch, the proposer or a peer
         self._apply_lock = threading.RLock()
-        #: submissions waiting to be written to etcd (batched into one transaction)
+        #: submissions accepted here, not yet handed to the leader (the submitter thread does that)
         self._outbox: dict[str, bytes] = {}
         self._outbox_cv = threading.Condition()
-        #: set by the leader's watch on submit/ when something new is pending
+        #: submissions accepted here and not yet in a block we applied: hash -> (bytes, leader
+        #: handed to, when). Handed again to a new leader, or when no block holds them soon.
+        self._inflight: dict[str, tuple[bytes, str, float]] = {}
+        self._inflight_lock = threading.Lock()
+        #: leader only: submissions handed to us, in arrival order, until a block holds them
+        self._queue: dict[str, SignedRecord] = {}
+        self._queue_bytes = 0
+        self._queue_lock = threading.Lock()
+        #: set when something is added to _queue (wakes the proposer)
         self._submitted = threading.Event()
+        self._forward_http = httpx.Client(timeout=_FORWARD_TIMEOUT)
         #: (kind, height/size, ...) of alarms already raised: a block retried forever is reported once
         self._alarmed: set[tuple[Any, ...]] = set()
         self._verifier_cache: dict[tuple[str, str, bytes, bytes], list[Verifier]] = {}
@@ -172,7 +186,6 @@ class ClusterNode:
             ("submitter", self._submitter),
             ("publisher", self._publisher),
             ("rejects", self._reject_watcher),
-            ("submissions", self._submit_watcher),
             ("expirer", self._expirer),
         ):
             thread = threading.Thread(target=self._guard(name, target), name=f"cluster-{name}", daemon=True)
@@ -194,6 +207,7 @@ class ClusterNode:
             with contextlib.suppress(CertLedgerError):
                 self.etcd.revoke(self._lease)
         self.etcd.close()
+        self._forward_http.close()
 
     def _guard(self, name: str, target: Callable[[], None]) -> Callable[[], None]:
         def run() -> None:
@@ -253,6 +267,10 @@ class ClusterNode:
             self._stop.wait(interval)
         _log.info("leadership lost", node=self.node_id)
         self.is_leader = False
+        with self._queue_lock:
+            # the submitting nodes hand what was queued here to the next leader
+            self._queue.clear()
+            self._queue_bytes = 0
 
     # -- proposer (leader only) -----------------------------------------------------------
 
@@ -277,64 +295,35 @@ class ClusterNode:
                 # nothing pending: sleep until the submit/ watch sees one (the timeout is a safety net)
                 self._submitted.wait(0.5)
 
-    def _submit_watcher(self) -> None:
-        """While leader, wake the proposer on every new submission (instead of polling etcd)."""
-        while not self._stop.is_set():
-            if not self.is_leader:
-                self._stop.wait(0.05)
-                continue
-            revision = self.etcd.current_revision()
-            self._submitted.set()  # anything written before the watch starts is read by the next round
-            try:
-                # the doorbell key, not the submit/ prefix: a watch on submit/ would carry every
-                # submission's bytes to the leader once more before the proposer reads them anyway
-                for _rev, events in self.etcd.watch(
-                    self._k("submitted"), revision + 1, lambda: self._stop.is_set() or not self.is_leader, exact=True
-                ):
-                    if any(ev.kind == "PUT" for ev in events):
-                        self._submitted.set()
-            except WatchCompacted:
-                continue
-
     def _propose_once(self) -> bool:
         local = self.local_height()
         if local < 0:
             return self._propose([self.genesis], [])
-        pending = self.etcd.prefix(self._k("submit/"), limit=self.settings.max_batch, sort_by_create=True)
+        pending = self._peek_queue()
         if not pending:
             return False
         if len(pending) < self.settings.max_batch and self.settings.batch_wait > 0:
             self._stop.wait(self.settings.batch_wait)
-            pending = self.etcd.prefix(self._k("submit/"), limit=self.settings.max_batch, sort_by_create=True)
-        # a record already in the log (submitted again, or left behind by a leader that died between
-        # writing a block and deleting the submissions beyond the first 127) is not proposed again:
-        # its submitters are told where it is and get the acknowledgement (submission is idempotent)
-        committed = _committed(self.ledger, [_hash_of(kv.key) for kv in pending])
-        if committed:
-            self._reject([(h, _already_committed(h)) for h in committed])
-        records, keys, drop, refused = _take_pending(pending, committed, _BLOCK_ENTRY_BYTES)
-        self._reject(refused)
-        if drop:
-            self.etcd.delete_many(drop)
+            pending = self._peek_queue()
+        # a record already in the log (handed to us again by a node that had not yet applied the
+        # block holding it) is not proposed again: that node acknowledges it when it applies the block
+        committed = _committed(self.ledger, [h for h, _ in pending])
+        records, hashes, drop = _take_pending(pending, committed, _BLOCK_ENTRY_BYTES)
+        self._dequeue(drop)
         if not records:
             return bool(drop)
-        return self._propose(records, keys)
+        return self._propose(records, hashes)
 
-    def _propose(self, records: list[SignedRecord], keys: list[bytes]) -> bool:
+    def _propose(self, records: list[SignedRecord], hashes: list[str]) -> bool:
         proposal = self.ledger.propose(records)
-        self._reject(
-            [(records[r.position].record.record_hash(), r.error) for r in proposal.rejected if r.position < len(keys)]
-        )
-        done_keys = [keys[r.position] for r in proposal.rejected if r.position < len(keys)]
+        refused = [r for r in proposal.rejected if r.position < len(hashes)]
+        self._reject([(hashes[r.position], r.error) for r in refused])
+        self._dequeue([hashes[r.position] for r in refused])
         if proposal.block is not None:
             height = proposal.block.height
             value = _encode_block(proposal.block, proposal.entries)
             key = self._k("block", self._height_key(height))
-            # every submission read this round is now handled (in the block or refused): their keys go
-            # in the same transaction as the block, so a leader dying in between leaves none behind
-            handled = list(dict.fromkeys(keys))
-            inline, done_keys = handled[: MAX_TXN_OPS - 1], handled[MAX_TXN_OPS - 1 :]
-            created, existing = self.etcd.create(key, value, also_delete=inline)
+            created, existing = self.etcd.create(key, value)
             if not created and (existing is None or existing.value != value):
                 # this height was taken (our view was stale, or a leader whose lease we have not yet
                 # seen expire wrote it): apply what etcd holds and propose again on top of it. If we
@@ -344,12 +333,49 @@ class ClusterNode:
                     return False
                 self._apply_kvs([existing])
                 return True  # propose again at once, on top of it
+            # the block is in etcd: what it holds leaves the queue (a leader dying before this line
+            # loses only its queue, which the submitting nodes hand to the next leader)
+            self._dequeue(hashes)
             # apply our own block now rather than when the watch echoes it back (it is the same
             # value etcd holds, and goes through the same apply_block checks)
             self._apply_kvs([KeyValue(key, value, 0, 0, 0)])
-        if done_keys:
-            self.etcd.delete_many(done_keys)
-        return proposal.block is not None or bool(done_keys)
+        return proposal.block is not None or bool(refused)
+
+    # -- the leader's queue -----------------------------------------------------------------
+
+    def enqueue(self, records: list[SignedRecord]) -> None:
+        """Take submissions handed to us (by our own submitter or another node's) for the next blocks.
+
+        ConflictError if we are not the leader (the caller hands them to the one that is);
+        OverloadedError if the queue is full (the caller tries again shortly). A record already
+        queued is queued once.
+        """
+        if not self.is_leader:
+            raise ConflictError(f"{self.node_id} is not the leader", reason="cluster.not_leader")
+        added = 0
+        with self._queue_lock:
+            if len(self._queue) >= _QUEUE_MAX_RECORDS or self._queue_bytes >= _QUEUE_MAX_BYTES:
+                raise OverloadedError("the leader's queue is full; hand the submissions again shortly")
+            for record in records:
+                record_hash = record.record.record_hash()
+                if record_hash not in self._queue:
+                    self._queue[record_hash] = record
+                    self._queue_bytes += len(record.entry_bytes())
+                    added += 1
+        if added:
+            self._submitted.set()
+
+    def _peek_queue(self) -> list[tuple[str, SignedRecord]]:
+        """The oldest ``max_batch`` queued submissions (they stay queued until a block holds them)."""
+        with self._queue_lock:
+            return list(itertools.islice(self._queue.items(), self.settings.max_batch))
+
+    def _dequeue(self, hashes: list[str]) -> None:
+        with self._queue_lock:
+            for record_hash in hashes:
+                record = self._queue.pop(record_hash, None)
+                if record is not None:
+                    self._queue_bytes -= len(record.entry_bytes())
 
     def _reject(self, rejections: list[tuple[str, CertLedgerError]]) -> None:
         """Tell the submitters why (a short-lived key per record, all under one lease)."""
@@ -700,8 +726,8 @@ class ClusterNode:
     def submit(self, signed: SignedRecord) -> Future[Acknowledgement]:
         """Hand a record to the cluster; the future resolves once it is in a (final) block.
 
-        The record is queued for the submitter thread, which writes queued
-        records to ``submit/`` in one etcd transaction; rejections arrive
+        The record is queued for the submitter thread, which hands queued
+        records to the leader in one request; rejections arrive
         through a watch on ``reject/``; a record not final within
         ``submit_timeout`` fails with ``cluster.not_final``.
         """
@@ -717,25 +743,55 @@ class ClusterNode:
         return fut
 
     def _submitter(self) -> None:
+        """Hand submissions accepted here to the leader; again to a new leader, or if no block holds them soon."""
         while not self._stop.is_set():
             with self._outbox_cv:
-                while not self._outbox and not self._stop.is_set():
-                    self._outbox_cv.wait(0.5)
+                if not self._outbox:
+                    # woken by a new submission; otherwise look again soon at what is due again
+                    self._outbox_cv.wait(_FORWARD_RETRY)
                 batch = list(self._outbox.items())
                 self._outbox.clear()
-            if not batch:
-                continue
+            now = time.monotonic()
+            leader = self.leader_id
+            with self._inflight_lock:
+                for record_hash, data in batch:
+                    self._inflight[record_hash] = (data, "", 0.0)
+                due = [
+                    (h, data)
+                    for h, (data, handed_to, when) in self._inflight.items()
+                    if handed_to != leader or now - when > _RESEND_AFTER
+                ]
+            if due and leader:
+                self._hand_to_leader(leader, due, now)
+
+    def _hand_to_leader(self, leader: str, due: list[tuple[str, bytes]], now: float) -> None:
+        for chunk in _chunks(due, _FORWARD_BYTES):
             try:
-                # a plain put is as safe as create-only here: the key is the record's hash, the value its bytes
-                self.etcd.put_many(
-                    [(self._k("submit", h), data) for h, data in batch], each_txn=(self._k("submitted"), b"")
-                )
-            except CertLedgerError as exc:
-                for record_hash, _ in batch:
-                    self._fail(
-                        record_hash,
-                        TransportError(f"cannot reach the ordering service: {exc}", reason="cluster.unavailable"),
-                    )
+                if leader == self.node_id:
+                    self.enqueue([SignedRecord.from_bytes(data) for _, data in chunk])
+                else:
+                    self._post_submissions(leader, [data for _, data in chunk])
+            except (CertLedgerError, httpx.HTTPError) as exc:
+                # not the leader (any more), overloaded, unreachable: the next round tries again
+                _log.debug("cannot hand submissions to the leader yet", leader=leader, error=str(exc))
+                return
+            with self._inflight_lock:
+                for record_hash, data in chunk:
+                    if record_hash in self._inflight:
+                        self._inflight[record_hash] = (data, leader, now)
+
+    def _post_submissions(self, leader: str, entries: list[bytes]) -> None:
+        policy = self._quorum()
+        endpoint = next((n.endpoint for n in policy[1] if n.id == leader), "") if policy is not None else ""
+        if not endpoint:
+            raise TransportError(f"no API endpoint known for leader {leader}", reason="cluster.unavailable")
+        resp = self._forward_http.post(
+            endpoint.rstrip("/") + "/v1/cluster/submissions",
+            content=encode_submissions(entries),
+            headers={"content-type": SUBMISSIONS_MEDIA_TYPE},
+        )
+        if resp.status_code != 202:
+            raise TransportError(f"leader {leader} answered {resp.status_code}", reason="cluster.unavailable")
 
     def _reject_watcher(self) -> None:
         while not self._stop.is_set():
@@ -754,10 +810,6 @@ class ClusterNode:
                 return  # not ours, or already in a block here (a retried submission of a committed record)
         try:
             info = json.loads(value)
-            if info.get("reason") == _COMMITTED:
-                # in the log already: acknowledge it once it is in ours (now, or when we apply its block)
-                self._resolve_committed(record_hash)
-                return
             family = ConflictError if info.get("family") == "ConflictError" else InvalidInputError
             error: CertLedgerError = family(str(info["message"]), reason=str(info["reason"]))
         except (ValueError, KeyError, TypeError):
@@ -777,6 +829,8 @@ class ClusterNode:
                     else:
                         del self._waiters[record_hash]
                         self._unfinal.pop(record_hash, None)
+                        with self._inflight_lock:
+                            self._inflight.pop(record_hash, None)  # nobody waits: stop handing it on
             for waiter in expired:
                 if not waiter.future.done():
                     waiter.future.set_exception(
@@ -793,6 +847,8 @@ class ClusterNode:
         block = self.ledger.block(int(row.block_height)) if row is not None else None
         if row is None or block is None:
             return False
+        with self._inflight_lock:
+            self._inflight.pop(record_hash, None)
         note = self.ledger.checkpoint_at(block.header.tree_size) or ""
         with self._waiters_lock:
             if record_hash in self._waiters:
@@ -801,6 +857,8 @@ class ClusterNode:
         return True
 
     def _fail(self, record_hash: str, exc: CertLedgerError) -> None:
+        with self._inflight_lock:
+            self._inflight.pop(record_hash, None)
         with self._waiters_lock:
             waiters = self._waiters.pop(record_hash, [])
         for waiter in waiters:
@@ -808,6 +866,10 @@ class ClusterNode:
                 waiter.future.set_exception(exc)
 
     def _resolve(self, accepted: list[Accepted], block: Block, note: str) -> None:
+        if self._inflight:
+            with self._inflight_lock:
+                for acc in accepted:
+                    self._inflight.pop(acc.record_hash, None)  # in a block: handed on for good
         with self._waiters_lock:
             for acc in accepted:
                 if acc.record_hash in self._waiters:
@@ -878,40 +940,97 @@ _BLOCK_TAG = b"CLB\x02"
 #: raw entry bytes one proposal takes at most: with the header and keys its transaction stays well
 #: inside etcd's 1.5 MiB request limit even if the entries do not compress at all
 _BLOCK_ENTRY_BYTES = 1024 * 1024
+#: a leader queues at most this many submissions (bytes, records); beyond, handing on answers 503
+_QUEUE_MAX_BYTES = 64 * 1024 * 1024
+_QUEUE_MAX_RECORDS = 50_000
+#: a submission not in a block this long after it was handed to the leader is handed again
+_RESEND_AFTER = 3.0
+#: how often the submitter looks at what is due to be handed again
+_FORWARD_RETRY = 0.1
+#: entry bytes per POST /v1/cluster/submissions (the API's body limit is set above this)
+_FORWARD_BYTES = 1024 * 1024
+_FORWARD_TIMEOUT = 5.0
 #: what a block value may inflate to (a bound on hostile values: a zlib bomb is refused, not expanded)
 _BLOCK_MAX_INFLATED = 4 * 1024 * 1024
 
 
 def _take_pending(
-    pending: list[KeyValue], committed: set[str], max_bytes: int
-) -> tuple[list[SignedRecord], list[bytes], list[bytes], list[tuple[str, CertLedgerError]]]:
-    """What one proposal takes from ``submit/``, in order: (records, their keys, keys to drop, refusals).
+    pending: list[tuple[str, SignedRecord]], committed: set[str], max_bytes: int
+) -> tuple[list[SignedRecord], list[str], list[str]]:
+    """What one proposal takes from the leader's queue, in order: (records, their hashes, hashes to drop).
 
-    Records already ``committed`` and records that do not parse are dropped (the latter refused
-    with their error); the rest are taken while their bytes stay within ``max_bytes`` (at least
-    one), so the block's etcd transaction stays under the request limit. What is not taken
-    waits in ``submit/`` for the next block.
+    Records already ``committed`` are dropped; the rest are taken while their bytes stay within
+    ``max_bytes`` (at least one), so the block's etcd transaction stays under the request limit.
+    What is not taken stays queued for the next block.
     """
     records: list[SignedRecord] = []
-    keys: list[bytes] = []
-    drop: list[bytes] = []
-    refused: list[tuple[str, CertLedgerError]] = []
+    hashes: list[str] = []
+    drop: list[str] = []
     taken = 0
-    for kv in pending:
-        if _hash_of(kv.key) in committed:
-            drop.append(kv.key)
+    for record_hash, record in pending:
+        if record_hash in committed:
+            drop.append(record_hash)
             continue
-        if records and taken + len(kv.value) > max_bytes:
+        size = len(record.entry_bytes())
+        if records and taken + size > max_bytes:
             break
-        try:
-            records.append(SignedRecord.from_bytes(kv.value))
-        except CertLedgerError as exc:
-            refused.append((_hash_of(kv.key), exc))
-            drop.append(kv.key)
-            continue
-        taken += len(kv.value)
-        keys.append(kv.key)  # keys[i] is the key of records[i]
-    return records, keys, drop, refused
+        taken += size
+        records.append(record)
+        hashes.append(record_hash)  # hashes[i] is the hash of records[i]
+    return records, hashes, drop
+
+
+def _chunks(items: list[tuple[str, bytes]], max_bytes: int) -> list[list[tuple[str, bytes]]]:
+    """``items`` in consecutive runs of at most ``max_bytes`` of values (at least one item each)."""
+    out: list[list[tuple[str, bytes]]] = []
+    size = 0
+    for item in items:
+        if not out or (size + len(item[1]) > max_bytes and out[-1]):
+            out.append([])
+            size = 0
+        out[-1].append(item)
+        size += len(item[1])
+    return out
+
+
+#: the body of POST /v1/cluster/submissions: u32 count, then each entry as a u32 length and its bytes
+SUBMISSIONS_MEDIA_TYPE = "application/vnd.certledger.submissions"
+
+
+def encode_submissions(entries: list[bytes]) -> bytes:
+    parts = [struct.pack(">I", len(entries))]
+    for data in entries:
+        parts += [struct.pack(">I", len(data)), data]
+    return b"".join(parts)
+
+
+def decode_submissions(body: bytes, max_entry_bytes: int) -> list[SignedRecord]:
+    """The signed records of a submissions body; InvalidInputError if it is malformed in any way."""
+
+    def bad(why: str) -> InvalidInputError:
+        return InvalidInputError(f"malformed submissions body: {why}", reason="request.malformed")
+
+    if len(body) < 4:
+        raise bad("truncated")
+    (count,) = struct.unpack_from(">I", body, 0)
+    # every entry takes at least its 4-byte length: a count beyond that is a lie, refused before any work
+    if count > (len(body) - 4) // 4:
+        raise bad("count larger than the body")
+    pos, records = 4, []
+    for _ in range(count):
+        if pos + 4 > len(body):
+            raise bad("truncated")
+        (size,) = struct.unpack_from(">I", body, pos)
+        pos += 4
+        if size > max_entry_bytes:
+            raise bad(f"an entry is larger than {max_entry_bytes} bytes")
+        if pos + size > len(body):
+            raise bad("truncated")
+        records.append(SignedRecord.from_bytes(body[pos : pos + size]))
+        pos += size
+    if pos != len(body):
+        raise bad("trailing bytes")
+    return records
 
 
 def _encode_block(block: Block, entries: list[SignedRecord]) -> bytes:
@@ -1020,14 +1139,6 @@ def _decode_block(value: bytes) -> tuple[Block, list[SignedRecord]]:
 
 def _height_of(key: bytes) -> int:
     return int(key.rsplit(b"/", 1)[-1])
-
-
-#: the reason the leader gives for a submission whose record is already in the log
-_COMMITTED = "cluster.already_committed"
-
-
-def _already_committed(record_hash: str) -> CertLedgerError:
-    return ConflictError(f"record {record_hash} is already in the log", reason=_COMMITTED)
 
 
 def _has_governance(entries: list[SignedRecord]) -> bool:

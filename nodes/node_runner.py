@@ -24,17 +24,18 @@ node.toml (see docs/cluster.md)::
 
 from __future__ import annotations
 
+import asyncio
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 
 from ledger.identity import NodeKeys
-from ledger.records import SignedRecord
+from ledger.records import MAX_ENTRY_BYTES, SignedRecord
 from ledger.service import Ledger
-from nodes.cluster import ClusterNode, ClusterSettings
+from nodes.cluster import SUBMISSIONS_MEDIA_TYPE, ClusterNode, ClusterSettings, decode_submissions
 from signing.errors import InvalidInputError
 from verify_api.app import ApiSettings, create_app
 
@@ -95,11 +96,45 @@ def build_node(cfg: NodeRunConfig, passphrase: bytes) -> tuple[FastAPI, ClusterN
             """This node's view: height, lag behind etcd, leader, last final checkpoint, alarms."""
             return node.status()
 
+        @app.post(
+            "/v1/cluster/submissions",
+            status_code=202,
+            tags=["cluster"],
+            responses={409: {"description": "this node is not the leader"}, 503: {"description": "queue full"}},
+            openapi_extra={
+                "requestBody": {
+                    "required": True,
+                    "description": "u32 count, then each signed record envelope as a u32 length and its bytes",
+                    "content": {SUBMISSIONS_MEDIA_TYPE: {"schema": {"type": "string", "format": "binary"}}},
+                }
+            },
+        )
+        async def cluster_submissions(request: Request) -> dict[str, int]:
+            """Submissions another node accepted, handed to the leader for its next blocks.
+
+            Only queued: the leader checks every record when it proposes it, and the node that
+            accepted it acknowledges it once its block is in etcd (and final).
+            """
+            body = await request.body()
+
+            def take() -> int:
+                records = decode_submissions(body, MAX_ENTRY_BYTES)
+                node.enqueue(records)
+                return len(records)
+
+            return {"queued": await asyncio.to_thread(take)}
+
         @app.get("/v1/cluster/evidence", tags=["cluster"])
         def cluster_evidence() -> dict[str, Any]:
             """Signed statements this node holds as evidence of misbehaviour (forks, invalid blocks)."""
             with ledger.store.read() as conn:
                 return {"evidence": ledger.store.evidence(conn)}
 
-    app = create_app(ledger, sequencer=node, settings=ApiSettings(node_id=cfg.node_id, extra_routes=[cluster_routes]))
+    settings = ApiSettings(
+        node_id=cfg.node_id,
+        extra_routes=[cluster_routes],
+        # a hand-on carries up to 1 MiB of entries, the last of them up to one record larger
+        body_limits={"/v1/cluster/submissions": 2 * 1024 * 1024 + 2 * MAX_ENTRY_BYTES},
+    )
+    app = create_app(ledger, sequencer=node, settings=settings)
     return app, node

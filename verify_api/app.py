@@ -76,6 +76,8 @@ class ApiSettings:
     rate_per_client: float = 200.0
     burst_per_client: int = 400
     extra_routes: list[Callable[[FastAPI], None]] = field(default_factory=list)
+    #: request body limits of extra routes, by path (the default is ``max_record_bytes``)
+    body_limits: dict[str, int] = field(default_factory=dict)
 
 
 class _Metrics:
@@ -652,7 +654,11 @@ def create_app(
         burst=cfg.burst_per_client,
         prefixes=("/v1/licences", "/v1/entries", "/v1/proofs", "/v1/checkpoint", "/v1/verify", "/v1/lookup"),
     )
-    app.add_middleware(BodySizeLimit, default_limit=cfg.max_record_bytes, limits={"/v1/verify": cfg.max_upload_bytes})
+    app.add_middleware(
+        BodySizeLimit,
+        default_limit=cfg.max_record_bytes,
+        limits={**cfg.body_limits, "/v1/verify": cfg.max_upload_bytes},
+    )
     return app
 
 

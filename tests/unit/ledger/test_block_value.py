@@ -125,34 +125,29 @@ def test_hostile_values_are_refused(proposal: tuple[bytes, list[SignedRecord], b
     assert caught.value.reason == reasons.BLOCK_HEADER
 
 
-def _pending(records: list[SignedRecord]) -> list[KeyValue]:
-    prefix = b"/certledger/test/submit/"
-    return [KeyValue(prefix + r.record.record_hash().encode(), r.entry_bytes(), n, n, 0) for n, r in enumerate(records)]
+def _pending(records: list[SignedRecord]) -> list[tuple[str, SignedRecord]]:
+    return [(r.record.record_hash(), r) for r in records]
 
 
 def test_a_proposal_takes_submissions_up_to_its_byte_bound(world: World) -> None:
     records = [world.issue("SZ", f"L-TAKE-{n:03d}") for n in range(20)]
     sizes = [len(r.entry_bytes()) for r in records]
     bound = sum(sizes[:7]) + sizes[7] // 2  # room for 7 and a half
-    taken, keys, drop, refused = _take_pending(_pending(records), set(), bound)
+    taken, hashes, drop = _take_pending(_pending(records), set(), bound)
     assert [r.entry_bytes() for r in taken] == [r.entry_bytes() for r in records[:7]]
-    assert len(keys) == 7 and not drop and not refused
+    assert hashes == [r.record.record_hash() for r in records[:7]] and not drop
     # a single submission larger than the bound is still taken on its own (blocks hold at least one)
     taken, *_ = _take_pending(_pending(records), set(), 10)
     assert len(taken) == 1
 
 
-def test_committed_and_malformed_submissions_are_dropped_not_counted(world: World) -> None:
+def test_committed_submissions_are_dropped_not_counted(world: World) -> None:
     records = [world.issue("SZ", f"L-DROP-{n:03d}") for n in range(6)]
-    pending = _pending(records)
-    garbage = KeyValue(b"/certledger/test/submit/" + b"f" * 64, b'{"record":', 9, 9, 0)
-    pending.insert(2, garbage)
-    committed = {records[0].record.record_hash()}
-    taken, keys, drop, refused = _take_pending(pending, committed, 10**9)
-    assert [r.record.record_hash() for r in taken] == [r.record.record_hash() for r in records[1:]]
-    assert keys == [kv.key for kv in pending if kv is not garbage][1:]
-    assert drop == [pending[0].key, garbage.key]
-    assert [h for h, _ in refused] == ["f" * 64]
+    committed = {records[0].record.record_hash(), records[3].record.record_hash()}
+    taken, hashes, drop = _take_pending(_pending(records), committed, 10**9)
+    assert taken == [records[1], records[2], records[4], records[5]]
+    assert hashes == [r.record.record_hash() for r in taken]
+    assert drop == [records[0].record.record_hash(), records[3].record.record_hash()]
 
 
 def test_cosignature_keys_that_are_not_decimal_heights_are_skipped(world: World) -> None:
