@@ -25,6 +25,7 @@ from __future__ import annotations
 import base64
 import re
 import secrets
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import InitVar, dataclass, field
 from datetime import UTC, datetime
@@ -454,6 +455,34 @@ class Record:
         return value if isinstance(value, str) else ""
 
 
+class _ParseMemo:
+    """The last successful parses, by their exact bytes: bounded in bytes, oldest dropped first."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self._items: dict[bytes, SignedRecord] = {}
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    def get(self, data: bytes) -> SignedRecord | None:
+        return self._items.get(data)  # a single dict read: atomic under the GIL
+
+    def put(self, data: bytes, signed: SignedRecord) -> None:
+        with self._lock:
+            if data in self._items:
+                return
+            self._items[data] = signed
+            self._bytes += len(data)
+            while self._bytes > self.max_bytes:
+                oldest = next(iter(self._items))
+                del self._items[oldest]
+                self._bytes -= len(oldest)
+
+
+#: a few thousand typical entries; a record is parsed again once it has fallen out
+_PARSED = _ParseMemo(8 * 1024 * 1024)
+
+
 @dataclass(frozen=True)
 class Signature:
     key_id: str
@@ -515,16 +544,26 @@ class SignedRecord:
 
     @classmethod
     def from_bytes(cls, data: bytes) -> SignedRecord:
-        """Parse an entry strictly: it must be canonical JSON, within size limits."""
+        """Parse an entry strictly: it must be canonical JSON, within size limits.
+
+        The result is a pure function of ``data``: bytes this process parsed successfully a
+        moment ago (a cluster node parses a submission when it accepts it, again when the
+        leader's block brings it back) are answered from a small memo of the same parse.
+        """
         if len(data) > MAX_ENTRY_BYTES:
             raise _bad(f"record is {len(data)} bytes; the limit is {MAX_ENTRY_BYTES}", reasons.RECORD_TOO_LARGE)
+        found = _PARSED.get(data)
+        if found is not None:
+            return found
         try:
             # fast path: the final byte comparison below refuses every non-canonical input
             # (duplicate names included), so the parser's own form checks are redundant here
-            return cls._from_bytes(data, check_form=False)
+            signed = cls._from_bytes(data, check_form=False)
         except InvalidInputError:
             # refused: the exact path says why, with the same reason as it always did
             return cls._from_bytes(data, check_form=True)
+        _PARSED.put(data, signed)
+        return signed
 
     @classmethod
     def _from_bytes(cls, data: bytes, *, check_form: bool) -> SignedRecord:

@@ -159,3 +159,27 @@ def test_records_parse_from_what_the_body_carries(world: World) -> None:
     (got,) = decode_submissions(encode_submissions([signed.entry_bytes()]), MAX_ENTRY_BYTES)
     assert isinstance(got, SignedRecord)
     assert got.record.record_hash() == signed.record.record_hash()
+
+
+def test_a_parse_is_remembered_only_for_the_exact_bytes_that_passed(world: World) -> None:
+    """A node parses a record when it accepts it and again when its block comes back: the second
+    parse is the first one's result, for those exact bytes only; refusals are never remembered."""
+    from ledger import records as records_module
+
+    signed = world.issue("SZ", "L-MEMO-1")
+    data = signed.entry_bytes()
+    first = SignedRecord.from_bytes(data)
+    assert SignedRecord.from_bytes(bytes(data)) is first  # equal bytes, another object: same parse
+    variant = data.replace(b'"v":1', b'"v":true')
+    assert variant != data
+    for _ in range(2):  # refused each time: the refusal is not remembered as anything
+        with pytest.raises(InvalidInputError):
+            SignedRecord.from_bytes(variant)
+    memo = records_module._ParseMemo(max_bytes=3 * len(data))
+    others = [world.issue("SZ", f"L-MEMO-{n}") for n in range(2, 7)]
+    for other in others:
+        memo.put(other.entry_bytes(), other)
+    # bounded in bytes, oldest dropped first
+    assert memo.get(others[0].entry_bytes()) is None
+    assert memo.get(others[-1].entry_bytes()) is others[-1]
+    assert memo._bytes <= memo.max_bytes
