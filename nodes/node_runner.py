@@ -16,6 +16,7 @@ node.toml (see docs/cluster.md)::
     max_batch = 500
     window = 2000            # blocks kept in etcd behind the last final one
     submit_timeout = 15.0    # seconds a submission may wait to become final (then 502)
+    max_unfinal_blocks = 1   # a block that is not full waits while this many are not final yet
 
     [api]
     host = "127.0.0.1"
@@ -72,6 +73,7 @@ class NodeRunConfig:
                     wait_final=bool(cluster.get("wait_final", True)),
                     window=int(cluster.get("window", 2000)),
                     submit_timeout=float(cluster.get("submit_timeout", 15.0)),
+                    max_unfinal_blocks=max(1, int(cluster.get("max_unfinal_blocks", 1))),
                 ),
                 api_host=str(data.get("api", {}).get("host", "127.0.0.1")),
                 api_port=int(data.get("api", {}).get("port", 8601)),

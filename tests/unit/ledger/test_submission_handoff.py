@@ -94,7 +94,7 @@ def test_only_the_leader_queues_and_each_record_once(world: World, node: Cluster
     assert node._queue_bytes == sum(len(r.entry_bytes()) for r in records)
     # a proposal looks at max_batch of them; they leave the queue only once a block holds them
     assert [h for h, _ in node._peek_queue()] == hashes[:4]
-    node._dequeue(hashes[:3] + ["not-queued"])
+    node._dequeue([*hashes[:3], "not-queued"])
     assert list(node._queue) == hashes[3:]
     assert node._queue_bytes == sum(len(r.entry_bytes()) for r in records[3:])
 
