@@ -59,6 +59,8 @@ from signing.note.model import Verifier
 _log = structlog.get_logger("certledger.cluster")
 #: blocks per etcd range when reading what etcd holds (a block can be ~1 MB)
 _RANGE_PAGE = 50
+#: record hashes per ``IN (...)`` query (well under SQLite's and PostgreSQL's bound-parameter limits)
+_IN_CHUNK = 500
 #: recent blocks whose (size, root) are kept in memory for checking cosignatures
 _HEADS_KEPT = 256
 #: blocks fetched from a peer per round of catch-up
@@ -763,8 +765,8 @@ class ClusterNode:
         fut: Future[Acknowledgement] = Future()
         with self._waiters_lock:
             self._waiters.setdefault(record_hash, []).append(_Waiter(fut, time.monotonic()))
-        if self._resolve_committed(record_hash):
-            return fut  # submitted before and already in our log: the same acknowledgement again
+        # whether it is in our log already is asked by the submitter thread, once per batch: a
+        # query per submission cost the API more than the rest of its answer
         with self._outbox_cv:
             self._outbox[record_hash] = signed.entry_bytes()
             self._outbox_cv.notify()
@@ -779,6 +781,10 @@ class ClusterNode:
                     self._outbox_cv.wait(_FORWARD_RETRY)
                 batch = list(self._outbox.items())
                 self._outbox.clear()
+            if batch:
+                # submitted before and already in our log: the same acknowledgement again, not handed on
+                known = self._resolve_committed([h for h, _ in batch])
+                batch = [(h, data) for h, data in batch if h not in known]
             now = time.monotonic()
             leader = self.leader_id
             with self._inflight_lock:
@@ -865,24 +871,41 @@ class ClusterNode:
                         TransportError("the record was not acknowledged as final in time", reason="cluster.not_final")
                     )
 
-    def _resolve_committed(self, record_hash: str) -> bool:
-        """If ``record_hash`` is in our log, answer its waiters as for a record just applied."""
+    def _resolve_committed(self, record_hashes: list[str]) -> set[str]:
+        """Answer the waiters of those of ``record_hashes`` in our log as for records just applied; returns them."""
         column = schema.entries.c
+        rows: list[Any] = []
         with self.ledger.store.read() as conn:
-            row = conn.execute(
-                select(column.idx, column.leaf_hash, column.block_height).where(column.record_hash == record_hash)
-            ).first()
-        block = self.ledger.block(int(row.block_height)) if row is not None else None
-        if row is None or block is None:
-            return False
+            for start in range(0, len(record_hashes), _IN_CHUNK):
+                chunk = record_hashes[start : start + _IN_CHUNK]
+                rows += conn.execute(
+                    select(column.idx, column.leaf_hash, column.block_height, column.record_hash).where(
+                        column.record_hash.in_(chunk)
+                    )
+                ).all()
+        found: dict[str, tuple[Accepted, Block, str]] = {}
+        blocks: dict[int, tuple[Block, str] | None] = {}
+        for row in rows:
+            height = int(row.block_height)
+            if height not in blocks:
+                block = self.ledger.block(height)
+                note = self.ledger.checkpoint_at(block.header.tree_size) if block is not None else None
+                blocks[height] = None if block is None else (block, note or "")
+            held = blocks[height]
+            if held is not None:
+                record_hash = str(row.record_hash)
+                found[record_hash] = (Accepted(0, int(row.idx), record_hash, bytes(row.leaf_hash)), *held)
+        if not found:
+            return set()
         with self._inflight_lock:
-            self._inflight.pop(record_hash, None)
-        note = self.ledger.checkpoint_at(block.header.tree_size) or ""
+            for record_hash in found:
+                self._inflight.pop(record_hash, None)
         with self._waiters_lock:
-            if record_hash in self._waiters:
-                self._unfinal[record_hash] = (Accepted(0, int(row.idx), record_hash, bytes(row.leaf_hash)), block, note)
+            for record_hash, answer in found.items():
+                if record_hash in self._waiters:
+                    self._unfinal[record_hash] = answer
         self._resolve_final()
-        return True
+        return set(found)
 
     def _fail(self, record_hash: str, exc: CertLedgerError) -> None:
         with self._inflight_lock:
@@ -1184,8 +1207,12 @@ def _committed(ledger: Ledger, record_hashes: list[str]) -> set[str]:
     if not record_hashes:
         return set()
     column = schema.entries.c.record_hash
+    found: set[str] = set()
     with ledger.store.read() as conn:
-        return {str(row[0]) for row in conn.execute(select(column).where(column.in_(record_hashes)))}
+        for start in range(0, len(record_hashes), _IN_CHUNK):
+            chunk = record_hashes[start : start + _IN_CHUNK]
+            found.update(str(row[0]) for row in conn.execute(select(column).where(column.in_(chunk))))
+    return found
 
 
 def _note_checkpoint(note: str) -> Checkpoint:
