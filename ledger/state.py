@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
+from functools import cached_property
 from typing import Any, Protocol
 
 from ledger.records import Record, RecordType, decode_public_key, encode_public_key, format_time, parse_time
@@ -71,7 +72,15 @@ class Agency:
     removed_at: datetime | None = None
 
     def key(self, key_id: str) -> AgencyKey | None:
-        return next((k for k in self.keys if k.key_id == key_id), None)
+        return self._keys_by_id.get(key_id)
+
+    @cached_property
+    def _keys_by_id(self) -> dict[str, AgencyKey]:
+        # asked once per record of every block; the first of a repeated key_id wins, as a scan would
+        by_id: dict[str, AgencyKey] = {}
+        for k in self.keys:
+            by_id.setdefault(k.key_id, k)
+        return by_id
 
     def covers_region(self, region: str) -> bool:
         # GB/T 2260 codes are hierarchical: "44" covers every code of Guangdong

@@ -32,6 +32,7 @@ from signing.note.model import Verifier
 from verify_api import models, problems
 from verify_api.federation import FederatedVerifier
 from verify_api.limits import ASGIApp, BodySizeLimit, RateLimit, Receive, RequestMetrics, Scope, Send
+from verify_api.proof_batch import ProofBatcher
 
 API_VERSION = "1.0.0"
 MAX_ENTRIES_PER_PAGE = 1000
@@ -280,6 +281,7 @@ def create_app(
     app.add_exception_handler(Exception, problems.unexpected_error_handler)
 
     final_verdicts = _FinalVerdicts()
+    proofs = ProofBatcher(ledger)
 
     #: (commit counter, quorum policy) as last read: the policy changes only by a commit
     policy_seen: list[tuple[int, tuple[str, list[Node], int] | None]] = []
@@ -415,7 +417,7 @@ def create_app(
             raise
         metrics.submissions.labels("accepted").inc()
         metrics.tree_size.set(ack.tree_size)
-        proof = await asyncio.to_thread(ledger.inclusion_proof, ack.accepted.index, ack.tree_size)
+        proof = await proofs.proof(ack.accepted.index, ack.tree_size)
         # a cluster node that waited for finality says so (it verified every cosignature it
         # stored); otherwise the note's signatures are checked against the quorum here
         final = ack.final if ack.final is not None else await _quorum_final(ack.checkpoint)

@@ -320,6 +320,15 @@ class SqlStore:
         with self.read() as conn:
             return self.get_nodes_conn(conn, keys)
 
+    def leaf_hashes(self, conn: Connection, indices: Sequence[int]) -> dict[int, bytes]:
+        """The leaf hash of each of ``indices`` that is an entry (absent ones are left out)."""
+        found: dict[int, bytes] = {}
+        c = t.entries.c
+        for chunk in _chunks(list(indices), 500):
+            for row in conn.execute(select(c.idx, c.leaf_hash).where(c.idx.in_(chunk))):
+                found[int(row.idx)] = bytes(row.leaf_hash)
+        return found
+
     def entry(self, conn: Connection, index: int) -> EntryRow | None:
         row = conn.execute(select(t.entries).where(t.entries.c.idx == index)).first()
         return _entry_row(row) if row is not None else None
