@@ -582,6 +582,7 @@ class SignedRecord:
             raise InvalidInputError("record does not re-encode to the same bytes (a field value is not in "
                                     "its canonical form)", reason=reasons.RECORD_NOT_CANONICAL)
         signed.record.__dict__["_signed"] = record_bytes  # the cached_property's slot
+        signed.__dict__["_entry"] = data  # equal to what _entry would build: compared just above
         return signed
 
     def verify_signature_by(self, key: SM2PublicKey) -> None:

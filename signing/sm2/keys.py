@@ -11,6 +11,7 @@ from __future__ import annotations
 import secrets
 import threading
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Final
 
@@ -78,9 +79,10 @@ class SM2PublicKey:
             raise InvalidInputError(f"expected a PUBLIC KEY PEM block, found {label}", reason="key.malformed")
         return cls.from_der(body)
 
-    @property
+    @cached_property
     def key_id(self) -> str:
         """Hex SM3 of the SPKI DER: a stable name for this key in records and registries."""
+        # cached: a node asks it for every signature it checks, of a point that never changes
         return sm3(self.to_der()).hex()
 
     # -- verification ---------------------------------------------------------------------
