@@ -261,6 +261,7 @@ class Ledger:
             return
         with self._write_lock, self.store.write() as conn:
             known: dict[int, dict[str, str]] = {}
+            rows: list[tuple[int, str, str]] = []
             for tree_size, signer, lines in sets:
                 stored = known.get(tree_size)
                 if stored is None:
@@ -270,9 +271,10 @@ class Ledger:
                     slot = f"{signer}#{i}"
                     if line in have or slot in stored:
                         continue
-                    self.store.add_cosignature(conn, tree_size, slot, line)
+                    rows.append((tree_size, slot, line))
                     stored[slot] = line
                     have.add(line)
+            self.store.add_cosignatures(conn, rows)
 
     def record_evidence(self, kind: str, detail: dict[str, Any]) -> None:
         """Keep signed statements that prove misbehaviour (forks, invalid blocks)."""

@@ -610,7 +610,9 @@ class ClusterNode:
             # checked under the lock the applier takes to pick up parked cosignatures, so none is missed
             head = self._heads.get(height)
             if head is None:
-                block = self.ledger.block(height)
+                # above our height it cannot be in our store (every apply moves _height first): no read.
+                # Followers see most cosignatures before they have applied the block.
+                block = self.ledger.block(height) if height <= self._height else None
                 if block is None:
                     # the block is not applied here yet: hold the cosignature until it is
                     self._pending_cosigs.setdefault(height, []).append((signer, note))

@@ -492,6 +492,11 @@ class SqlStore:
     def add_cosignature(self, conn: Connection, tree_size: int, signer: str, line: str) -> None:
         conn.execute(insert(t.cosignatures).values(tree_size=tree_size, signer=signer, line=line))
 
+    def add_cosignatures(self, conn: Connection, rows: Sequence[tuple[int, str, str]]) -> None:
+        """Insert (tree size, signer slot, line) rows in one statement."""
+        if rows:
+            conn.execute(insert(t.cosignatures), [{"tree_size": z, "signer": s, "line": ln} for z, s, ln in rows])
+
     def add_evidence(self, conn: Connection, kind: str, created_at: str, detail: str) -> None:
         conn.execute(insert(t.evidence).values(kind=kind, created_at=created_at, detail=detail))
 
