@@ -202,12 +202,8 @@ class Etcd:
                 return False, KeyValue.from_json(kvs[0])
         return False, None
 
-    def put_many(self, items: list[tuple[bytes, bytes]], *, each_txn: tuple[bytes, bytes] | None = None) -> None:
-        """Put several keys, up to 100 per transaction (one Raft round each instead of one per key).
-
-        ``each_txn`` is put again in every transaction (a small key others watch to learn
-        that something was written, instead of watching the large values themselves).
-        """
+    def put_many(self, items: list[tuple[bytes, bytes]]) -> None:
+        """Put several keys, up to 100 per transaction (one Raft round each instead of one per key)."""
         chunks: list[list[tuple[bytes, bytes]]] = []
         size = 0
         for item in items:
@@ -219,9 +215,7 @@ class Etcd:
             chunks[-1].append(item)
             size += len(item[0]) + len(item[1])
         for chunk in chunks:
-            ops = [
-                {"request_put": {"key": _b64(k), "value": _b64(v)}} for k, v in chunk + ([each_txn] if each_txn else [])
-            ]
+            ops = [{"request_put": {"key": _b64(k), "value": _b64(v)}} for k, v in chunk]
             self._post("/v3/kv/txn", {"compare": [], "success": ops})
 
     def delete_many(self, keys: list[bytes]) -> None:
