@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import delete, insert, text, update
 
@@ -249,8 +249,14 @@ def test_checkpoint_note_made_invalid_utf8(copies: Callable[[], Path], data: st.
     bad = data.draw(st.sampled_from([0x80, 0xBF, 0xC0, 0xFE, 0xFF]), label="byte")
     changed = bytearray(value)
     changed[offset] = bad
-    with pytest.raises(UnicodeDecodeError):
+    try:
         bytes(changed).decode("utf-8")
+    except UnicodeDecodeError:
+        pass
+    else:
+        # a continuation byte of a multi-byte character ("—" in the signature lines) replaced by
+        # another continuation byte is still valid UTF-8: not the case this test is about
+        assume(False)
     _write_around_triggers(path, target, row_key, bytes(changed))
     first = _audit_first(path)
     assert first.where == target.where(row_key), first
