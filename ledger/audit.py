@@ -282,7 +282,8 @@ class _Replay:
                 self.report.add(exc.reason, where, str(exc))
         if height > 0:
             node = self.state.node(block.header.proposer)
-            if node is None or (node.removed_at is not None and node.removed_at <= block.header.time):
+            # as apply_block: a removed node proposes no later block, whatever time that block claims
+            if node is None or node.removed_at is not None:
                 self.report.add(
                     reasons.BLOCK_SIGNATURE, where, f"proposer {block.header.proposer} is not an admitted node"
                 )

@@ -163,3 +163,7 @@ def check_link(prev: Block | None, header: BlockHeader) -> None:
         )
     if header.origin != prev.header.origin:
         raise VerificationError(f"block {header.height}: origin changed", reason=reasons.BLOCK_HEADER)
+    if header.time < prev.header.time:
+        # entries are validated at their block's time (key expiry, retirement, removal): a proposer
+        # free to date a block before its predecessor could revive a key retired there
+        raise VerificationError(f"block {header.height} is dated before block {prev.height}", reason=reasons.BLOCK_TIME)

@@ -98,6 +98,8 @@ class _Batch:
     prev: Block | None
     range: CompactRange
     origin: str
+    #: the time the records were validated at: the block's time (never before the previous block's)
+    time: datetime
     genesis_hex: str = ""
     rows: list[EntryRow] = field(default_factory=list)
     changes: list[StateChange] = field(default_factory=list)
@@ -534,7 +536,7 @@ class Ledger:
                     if all_or_nothing and batch.rejected:
                         result.accepted = []
                     elif batch.rows:
-                        block = sign_block(self._header(batch, now, identity.node_id), identity.block_key)
+                        block = sign_block(self._header(batch, identity.node_id), identity.block_key)
                         result.block, result.checkpoint = block, self._write(conn, batch, block, identity)
             except BaseException:
                 # the transaction rolled back: the in-memory frontier must forget the batch
@@ -558,7 +560,7 @@ class Ledger:
             batch = self._validate_batch(conn, records, preverified, now)
         if not batch.rows:
             return Proposal(None, [], batch.rejected)
-        block = sign_block(self._header(batch, now, identity.node_id), identity.block_key)
+        block = sign_block(self._header(batch, identity.node_id), identity.block_key)
         self._proposed = (block.hash(), frozenset(passed))
         accepted = [records[a.position] for a in batch.accepted]
         return Proposal(block, accepted, batch.rejected)
@@ -621,7 +623,8 @@ class Ledger:
             block.verify(node_from_payload(node_json).sm2_public_key)
             return
         node = SqlStateView(conn, self.store).node(block.header.proposer)
-        if node is None or (node.removed_at is not None and node.removed_at <= block.header.time):
+        # removal takes effect when it is appended, whatever time a later block claims (as for agencies)
+        if node is None or node.removed_at is not None:
             raise VerificationError(
                 f"block {block.height}: proposer {block.header.proposer} is not an admitted node",
                 reason=reasons.BLOCK_SIGNATURE,
@@ -634,7 +637,7 @@ class Ledger:
             raise StorageError("this ledger is opened read-only (no node identity)", reason="ledger.read_only")
         return self.identity
 
-    def _header(self, batch: _Batch, now: datetime, proposer: str) -> BlockHeader:
+    def _header(self, batch: _Batch, proposer: str) -> BlockHeader:
         header = BlockHeader(
             origin=batch.origin,
             height=batch.height,
@@ -642,7 +645,7 @@ class Ledger:
             first_index=batch.start,
             tree_size=batch.range.size,
             tree_root=batch.range.root(),
-            time=now,
+            time=batch.time,
             proposer=proposer,
         )
         check_link(batch.prev, header)
@@ -728,6 +731,10 @@ class Ledger:
         tree = self._range.copy()
         prev = self.store.latest_block(conn)
         height = 0 if prev is None else prev.height + 1
+        if prev is not None and now < prev.header.time:
+            # a block is never dated before its predecessor (check_link): a proposer whose clock is
+            # behind the previous proposer's dates its block, and validates it, at that block's time
+            now = prev.header.time
         base_view = SqlStateView(conn, self.store)
         base_view.prefetch(
             (s.record.licence_id for s in records),
@@ -742,6 +749,7 @@ class Ledger:
             origin=records[0].record.origin
             if prev is None and records
             else (prev.header.origin if prev is not None else ""),
+            time=now,
         )
         for position, signed in enumerate(records):
             index = start + len(batch.rows)

@@ -36,7 +36,7 @@ import time
 import zlib
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, InvalidStateError, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -45,8 +45,9 @@ import structlog
 from sqlalchemy import select
 
 from ledger.blocks import Block, BlockHeader
-from ledger.checkpoint import Checkpoint, open_checkpoint
+from ledger.checkpoint import Checkpoint, open_checkpoint, verify_quorum
 from ledger.identity import checkpoint_verifiers, note_key_name
+from ledger.merkle.verify import verify_consistency
 from ledger.records import GOVERNANCE_TYPES, SignedRecord
 from ledger.sequencer import Acknowledgement, OverloadedError
 from ledger.service import Accepted, BatchResult, Ledger
@@ -65,6 +66,15 @@ _IN_CHUNK = 500
 _HEADS_KEPT = 256
 #: blocks fetched from a peer per round of catch-up
 _CATCHUP_CHUNK = 32
+#: decimal digits of the height in block/ and cosig/ keys (_height_key); any other key is not ours
+_HEIGHT_DIGITS = 12
+#: heights whose cosignatures may wait for their block at once (a node restarting far behind
+#: finds those of the whole window in etcd); when full, the furthest height gives way
+_PARK_HEIGHTS = 4096
+#: a cosignature note longer than this is not a checkpoint of ours (three lines and a few signatures)
+_MAX_COSIG_NOTE = 16 * 1024
+#: alarms kept in memory for the API (every one is also stored as evidence)
+_ALARMS_KEPT = 1000
 
 
 @dataclass
@@ -122,11 +132,13 @@ class ClusterNode:
         self.leader_id = ""
         self.etcd_height = -1
         self.final_size = 0
-        self.alarms: list[dict[str, Any]] = []
+        #: the latest alarms (each one is also stored as evidence, which audit reports)
+        self.alarms: deque[dict[str, Any]] = deque(maxlen=_ALARMS_KEPT)
         self._waiters: dict[str, list[_Waiter]] = {}
         self._waiters_lock = threading.Lock()
         self._applied = threading.Condition()
-        self._pending_cosigs: dict[int, list[tuple[str, str]]] = {}
+        #: height -> signer -> note: cosignatures for blocks not applied here yet
+        self._pending_cosigs: dict[int, dict[str, str]] = {}
         #: guards _pending_cosigs together with "is block h applied?" so no cosignature is parked forever
         self._pending_lock = threading.Lock()
         #: one block is applied at a time, whether it came from the watch, the proposer or a peer
@@ -347,8 +359,12 @@ class ClusterNode:
     def _propose(self, records: list[SignedRecord], hashes: list[str]) -> bool:
         proposal = self.ledger.propose(records)
         refused = [r for r in proposal.rejected if r.position < len(hashes)]
-        self._reject([(hashes[r.position], r.error) for r in refused])
-        self._dequeue([hashes[r.position] for r in refused])
+        if refused:
+            # one applied between our committed check and the proposal (two leaders overlapping) is
+            # refused as a replay, but it is in the log: its submitters get the block, not a rejection
+            committed = _committed(self.ledger, [hashes[r.position] for r in refused])
+            self._reject([(hashes[r.position], r.error) for r in refused if hashes[r.position] not in committed])
+            self._dequeue([hashes[r.position] for r in refused])
         if proposal.block is not None:
             height = proposal.block.height
             value = _encode_block(proposal.block, proposal.entries)
@@ -412,9 +428,16 @@ class ClusterNode:
         if not rejections:
             return
         lease = self.etcd.grant(60)
-        for record_hash, exc in rejections:
-            body = json.dumps({"reason": exc.reason, "message": str(exc), "family": type(exc).__name__}).encode()
-            self.etcd.put(self._k("reject", record_hash), body, lease=lease)
+        self.etcd.put_many(
+            [
+                (
+                    self._k("reject", record_hash),
+                    json.dumps({"reason": exc.reason, "message": str(exc), "family": type(exc).__name__}).encode(),
+                )
+                for record_hash, exc in rejections
+            ],
+            lease=lease,
+        )
 
     # -- applier (every node) -------------------------------------------------------------
 
@@ -440,26 +463,63 @@ class ClusterNode:
                 continue
 
     def _apply_kvs(self, kvs: list[KeyValue]) -> None:
-        for kv in sorted(kvs, key=lambda k: _height_of(k.key)):
-            height = _height_of(kv.key)
-            self.etcd_height = max(self.etcd_height, height)
+        # keys come from etcd, which any node (or operator) can write: one this code never writes
+        # (block/<12 digits>) is skipped, never allowed to stop the applier
+        numbered = [(h, kv) for kv in kvs if (h := self._block_height_of(kv.key)) is not None]
+        for height, kv in sorted(numbered, key=lambda item: item[0]):
             with self._apply_lock:
                 local = self.local_height()
                 if height <= local:
                     self._check_same_block(height, kv.value)
                     continue
                 if height > local + 1:
-                    # a gap: fetch the missing heights from etcd, or from peers if etcd no longer has them
+                    # a gap. A block far ahead must at least be a block its proposer signed before it
+                    # sends us to peers for everything in between (or holds the proposer back)
+                    if not self._plausible_block(height, kv.value):
+                        continue
+                    self.etcd_height = max(self.etcd_height, height)
+                    # fetch the missing heights from etcd, or from peers if etcd no longer has them
                     missing = self.etcd.range(
                         self._k("block", self._height_key(local + 1)), self._k("block", self._height_key(height))
                     )
-                    if not missing or _height_of(missing[0].key) != local + 1:
-                        end = _height_of(missing[0].key) if missing else height
-                        self._catch_up_from_peers(local + 1, end)
+                    first = min((h for k in missing if (h := _height_of(k.key)) is not None), default=None)
+                    if first != local + 1:
+                        self._catch_up_from_peers(local + 1, first if first is not None else height)
                     self._apply_kvs(missing)
                     if self.local_height() != height - 1:
                         continue
+                self.etcd_height = max(self.etcd_height, height)
                 self._apply_one(height, kv.value)
+
+    def _block_height_of(self, key: bytes) -> int | None:
+        height = _height_of(key)
+        if height is None:
+            self._alarm("foreign_key", {"key": key.decode("utf-8", "replace")[:300]}, key=("foreign_key", key[:300]))
+        return height
+
+    def _plausible_block(self, height: int, value: bytes) -> bool:
+        """Whether a block above our next height decodes, says its height and, if we know its proposer, is signed."""
+        try:
+            block = _decode_header(value)
+            if block.height != height:
+                raise VerificationError(f"block stored at height {height} says {block.height}", reason="block.header")
+            policy = self._quorum()
+            node = next((n for n in policy[1] if n.id == block.header.proposer), None) if policy else None
+            if node is not None:  # a node admitted after our height is checked when its block is applied
+                block.verify(node.sm2_public_key)
+        except CertLedgerError as exc:
+            self._alarm(
+                "invalid_block",
+                {
+                    "height": height,
+                    "reason": exc.reason,
+                    "message": str(exc),
+                    "block": base64.b64encode(value).decode(),
+                },
+                key=("invalid_block", height, value),
+            )
+            return False
+        return True
 
     def _apply_one(self, height: int, value: bytes) -> None:
         try:
@@ -502,12 +562,15 @@ class ClusterNode:
             self._applied.notify_all()
         self._resolve(result.accepted, block, note)
         with self._pending_lock:
-            parked = self._pending_cosigs.pop(block.height, [])
+            parked = self._pending_cosigs.pop(block.height, {})
             for h in [h for h in self._pending_cosigs if h < block.height]:
                 del self._pending_cosigs[h]  # cosignatures of heights we skipped over (caught up from peers)
         self._take_cosigs(
-            [_Cosig(block.header.tree_size, signer, note, block.header.tree_root) for signer, note in parked]
+            [_Cosig(block.header.tree_size, signer, note, block.header.tree_root) for signer, note in parked.items()]
         )
+        policy = self._quorum()
+        if policy is not None and policy[2] <= 1:
+            self._advance_final()  # a quorum of one: our own checkpoint is final, no cosignature will say so
 
     def _publisher(self) -> None:
         """Publish our checkpoints off the apply path: applying the next block need not wait for etcd."""
@@ -539,14 +602,41 @@ class ClusterNode:
             self.etcd.put(self._k("cosig", self._height_key(block.height), self.node_id), own[1].encode())
 
     def _check_same_block(self, height: int, value: bytes) -> None:
-        block = _decode_header(value)  # the entries are covered by the header's root: no need to parse them
+        try:
+            block = _decode_header(value)  # the entries are covered by the header's root: no need to parse them
+        except CertLedgerError as exc:
+            self._alarm("invalid_block", {"height": height, "reason": exc.reason}, key=("invalid_block", height, value))
+            return
         local = self.ledger.block(height)
-        if local is not None and local.hash() != block.hash():
+        if local is None or local.hash() == block.hash():
+            return
+        policy = self._quorum()
+        node = next((n for n in policy[1] if n.id == block.header.proposer), None) if policy else None
+        try:
+            if node is None:
+                raise VerificationError(
+                    f"proposer {block.header.proposer} is not an admitted node", reason="block.signature"
+                )
+            block.verify(node.sm2_public_key)
+        except CertLedgerError as exc:
+            # not signed by the node it names: junk in etcd, not evidence against that node
             self._alarm(
-                "fork",
-                {"height": height, "local": local.to_json(), "etcd": block.to_json()},
-                key=("fork", height, block.hash()),
+                "invalid_block",
+                {
+                    "height": height,
+                    "reason": exc.reason,
+                    "message": str(exc),
+                    "block": base64.b64encode(value).decode(),
+                },
+                key=("invalid_block", height, value),
             )
+            return
+        # the proposer signed two different blocks for one height: proof of a fork
+        self._alarm(
+            "fork",
+            {"height": height, "local": local.to_json(), "etcd": block.to_json()},
+            key=("fork", height, block.hash()),
+        )
 
     def _catch_up_from_peers(self, start: int, end: int) -> None:
         """Fetch blocks [start, end) from peers' APIs; every block is re-validated by apply_block.
@@ -564,22 +654,90 @@ class ClusterNode:
                         heights = range(first, min(end, first + _CATCHUP_CHUNK))
                         blocks = list(pool.map(_fetch_block, [http] * len(heights), [peer] * len(heights), heights))
                         base = blocks[0].header.first_index
+                        if base != self._tree_size():
+                            raise TransportError(
+                                f"peer's block {first} does not start at our tree size", reason="catchup.partial"
+                            )
+                        # before anything is applied: the tree head the chunk ends in is one the quorum signed
+                        self._check_quorum_head(http, peer, blocks[-1])
                         entries = _fetch_entries(http, peer, base, blocks[-1].header.tree_size)
                         for block in blocks:
                             own = entries[block.header.first_index - base : block.header.tree_size - base]
                             # the same checks as a block from etcd: link, proposer signature, every entry, root
                             with self._apply_lock:
-                                result = self.ledger.apply_block(block, own)
+                                try:
+                                    result = self.ledger.apply_block(block, own)
+                                except VerificationError as exc:
+                                    self._alarm(
+                                        "invalid_block",
+                                        {
+                                            "height": block.height,
+                                            "peer": peer,
+                                            "reason": exc.reason,
+                                            "message": str(exc),
+                                            "block": block.to_json(),
+                                        },
+                                        key=("invalid_block", block.height, block.hash()),
+                                    )
+                                    raise
                                 # cosignatures of old heights are of no use to anyone: publish only the newest
                                 self._applied_block(
                                     block, result, publish=block.height == end - 1, governance=_has_governance(own)
                                 )
                 return
-            except (httpx.HTTPError, KeyError, ValueError, TypeError, CertLedgerError) as exc:
-                _log.warning("catch-up from peer failed", peer=peer, error=str(exc))
+            except Exception as exc:  # a peer's answers are hostile input: on any failure try the next peer
+                _log.warning("catch-up from peer failed", peer=peer, error=f"{type(exc).__name__}: {exc}")
         raise TransportError(
             f"cannot catch up blocks {start}..{end - 1}: no peer could serve them", reason="catchup.failed"
         )
+
+    def _tree_size(self) -> int:
+        block = self.ledger.block(self.local_height()) if self.local_height() >= 0 else None
+        return block.header.tree_size if block is not None else 0
+
+    def _check_quorum_head(self, http: httpx.Client, peer: str, block: Block) -> None:
+        """Refuse a peer's block unless the quorum signed the tree head it claims (DESIGN §5).
+
+        The peer's note for exactly that tree size, if it carries the quorum's signatures;
+        otherwise its latest final checkpoint and a consistency proof from the block's head to it.
+        """
+        policy = self._quorum()
+        if policy is None:
+            raise TransportError("no quorum policy to check a peer's blocks with", reason="catchup.unverified")
+        origin, nodes, threshold = policy
+        verifiers = [v for n in nodes for v in self._verifiers(origin, n)]
+        names = [note_key_name(origin, n.id) for n in nodes]
+        size, root = block.header.tree_size, block.header.tree_root
+
+        def quorum_head(note: str) -> Checkpoint:
+            opened = open_checkpoint(note, verifiers, origin=origin)
+            verify_quorum(opened, names, threshold)
+            return opened.checkpoint
+
+        resp = http.get(f"{peer}/v1/checkpoint", params={"size": size})
+        if resp.status_code == 200:
+            with contextlib.suppress(CertLedgerError):  # not cosigned by the quorum at this size: see below
+                head = quorum_head(resp.text)
+                if head.size == size and head.root_hash == root:
+                    return
+        resp = http.get(f"{peer}/v1/checkpoint")
+        resp.raise_for_status()
+        final = quorum_head(resp.text)
+        if final.size < size:
+            raise TransportError(
+                f"peer's final checkpoint (size {final.size}) does not cover block {block.height} yet",
+                reason="catchup.unverified",
+            )
+        if final.size == size:
+            if final.root_hash != root:
+                raise VerificationError(
+                    f"block {block.height}: its tree root is not the quorum's at size {size}", reason="checkpoint.fork"
+                )
+            return
+        resp = http.get(f"{peer}/v1/proofs/consistency", params={"first": size, "second": final.size})
+        resp.raise_for_status()
+        path = [bytes.fromhex(h) for h in resp.json()["path"]]
+        verify_consistency(self.ledger.hasher, size, final.size, root, final.root_hash, path)
 
     # -- cosignatures -----------------------------------------------------------------------
 
@@ -602,10 +760,16 @@ class ClusterNode:
         # keys come from etcd, which any node (or operator) can write: one that is not
         # cosig/<decimal height>/<node> is skipped, never allowed to stop the collector
         parts = kv.key[len(self.prefix) :].decode("utf-8", errors="replace").split("/")
-        if len(parts) != 3 or parts[2] == self.node_id or not (parts[1].isascii() and parts[1].isdigit()):
+        if len(parts) != 3 or parts[2] == self.node_id or len(kv.value) > _MAX_COSIG_NOTE:
             return None
-        height, signer = int(parts[1]), parts[2]
+        digits, signer = parts[1], parts[2]
+        if len(digits) != _HEIGHT_DIGITS or not (digits.isascii() and digits.isdigit()):
+            return None
+        height = int(digits)
         note = kv.value.decode(errors="replace")
+        policy = self._quorum()
+        if policy is None or all(n.id != signer for n in policy[1]):
+            return None  # not a node of the policy (one admitted later: its cosignatures count from then on)
         with self._pending_lock:
             # checked under the lock the applier takes to pick up parked cosignatures, so none is missed
             head = self._heads.get(height)
@@ -614,8 +778,14 @@ class ClusterNode:
                 # Followers see most cosignatures before they have applied the block.
                 block = self.ledger.block(height) if height <= self._height else None
                 if block is None:
-                    # the block is not applied here yet: hold the cosignature until it is
-                    self._pending_cosigs.setdefault(height, []).append((signer, note))
+                    # the block is not applied here yet: hold the cosignature until it is, one per
+                    # signer and height (a re-listed one replaces itself), for a bounded number of heights
+                    if height not in self._pending_cosigs and len(self._pending_cosigs) >= _PARK_HEIGHTS:
+                        furthest = max(self._pending_cosigs)
+                        if height > furthest:
+                            return None
+                        del self._pending_cosigs[furthest]
+                    self._pending_cosigs.setdefault(height, {})[signer] = note
                     return None
                 # an older block: compare with our stored checkpoint
                 return _Cosig(block.header.tree_size, signer, note, None)
@@ -671,8 +841,11 @@ class ClusterNode:
                 reached = reached or (len(signers) + 1 >= threshold and size > self.final_size)
             for size in [s for s in self._cosigners if s < self.final_size]:
                 del self._cosigners[size]
-        if not reached:
-            return
+        if reached:
+            self._advance_final()
+
+    def _advance_final(self) -> None:
+        """Take the store's latest final checkpoint as ours and answer the submitters it covers."""
         try:
             final = self.ledger.latest_checkpoint()  # the store decides; it merges the signature lines
         except CertLedgerError:
@@ -721,6 +894,15 @@ class ClusterNode:
                 "checkpoint_fork",
                 {"size": tree_size, "signer": signer, "theirs": note, "ours": self.ledger.checkpoint_at(tree_size)},
                 key=("checkpoint_fork", tree_size, signer, note),
+            )
+            return None
+        if opened.checkpoint.to_text() != Checkpoint(origin, tree_size, own_root).to_text():
+            # our tree head with extension lines: its signature lines do not sign our note's text, so
+            # merged into our note they would make it fail for everyone who checks it
+            self._alarm(
+                "bad_cosignature",
+                {"size": tree_size, "signer": signer, "reason": "checkpoint.extensions", "note": note},
+                key=("bad_cosignature", signer, note),
             )
             return None
         name = note_key_name(origin, signer)
@@ -796,7 +978,14 @@ class ClusterNode:
             if batch:
                 # submitted before and already in our log: the same acknowledgement again, not handed on
                 known = self._resolve_committed([h for h, _ in batch])
-                batch = [(h, data) for h, data in batch if h not in known]
+                with self._waiters_lock:
+                    # ...and one whose block was applied meanwhile (or whose waiters all went) neither:
+                    # nothing would ever take it out of _inflight again
+                    batch = [
+                        (h, data)
+                        for h, data in batch
+                        if h not in known and h in self._waiters and h not in self._unfinal
+                    ]
             now = time.monotonic()
             leader = self.leader_id
             with self._inflight_lock:
@@ -856,9 +1045,11 @@ class ClusterNode:
                 return  # not ours, or already in a block here (a retried submission of a committed record)
         try:
             info = json.loads(value)
+            if not isinstance(info, dict):
+                raise TypeError("a reject value is a JSON object")
             family = ConflictError if info.get("family") == "ConflictError" else InvalidInputError
             error: CertLedgerError = family(str(info["message"]), reason=str(info["reason"]))
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError, RecursionError):
             error = InvalidInputError("the leader rejected the record", reason="cluster.rejected")
         self._fail(record_hash, error)
 
@@ -877,11 +1068,16 @@ class ClusterNode:
                         self._unfinal.pop(record_hash, None)
                         with self._inflight_lock:
                             self._inflight.pop(record_hash, None)  # nobody waits: stop handing it on
+            with self._waiters_lock:
+                waited_for = set(self._waiters)
+            with self._inflight_lock:
+                for record_hash in [h for h in self._inflight if h not in waited_for]:
+                    del self._inflight[record_hash]  # nobody waits for it any more: stop handing it on
             for waiter in expired:
-                if not waiter.future.done():
-                    waiter.future.set_exception(
-                        TransportError("the record was not acknowledged as final in time", reason="cluster.not_final")
-                    )
+                _settle(
+                    waiter.future,
+                    TransportError("the record was not acknowledged as final in time", reason="cluster.not_final"),
+                )
 
     def _resolve_committed(self, record_hashes: list[str]) -> set[str]:
         """Answer the waiters of those of ``record_hashes`` in our log as for records just applied; returns them."""
@@ -926,7 +1122,7 @@ class ClusterNode:
             waiters = self._waiters.pop(record_hash, [])
         for waiter in waiters:
             if not waiter.future.done():
-                waiter.future.set_exception(exc)
+                _settle(waiter.future, exc)
 
     def _resolve(self, accepted: list[Accepted], block: Block, note: str) -> None:
         if self._inflight:
@@ -964,7 +1160,7 @@ class ClusterNode:
                             ack = Acknowledgement(acc, size, block.height, final_note, final=True)
                         else:
                             ack = Acknowledgement(acc, size, block.height, note)
-                        waiter.future.set_result(ack)
+                        _settle(waiter.future, ack)
 
     # -- alarms ---------------------------------------------------------------------------
 
@@ -973,6 +1169,8 @@ class ClusterNode:
         if key is not None:
             if key in self._alarmed:
                 return
+            if len(self._alarmed) >= 10 * _ALARMS_KEPT:
+                self._alarmed.clear()  # bounded: a fault still going on after this is reported once more
             self._alarmed.add(key)
         _log.error(
             "cluster alarm",
@@ -1046,6 +1244,17 @@ def _take_pending(
         records.append(record)
         hashes.append(record_hash)  # hashes[i] is the hash of records[i]
     return records, hashes, drop
+
+
+def _settle(future: Future[Acknowledgement], outcome: Acknowledgement | BaseException) -> None:
+    """Resolve a submitter's future unless it is done already (cancelled: its client went away)."""
+    if future.done():
+        return
+    with contextlib.suppress(InvalidStateError):  # cancelled between the check and here
+        if isinstance(outcome, BaseException):
+            future.set_exception(outcome)
+        else:
+            future.set_result(outcome)
 
 
 def _chunks(items: list[tuple[str, bytes]], max_bytes: int) -> list[list[tuple[str, bytes]]]:
@@ -1205,8 +1414,12 @@ def _decode_block(value: bytes) -> tuple[Block, list[SignedRecord]]:
     return block, [SignedRecord.from_bytes(e) for e in raw_entries]
 
 
-def _height_of(key: bytes) -> int:
-    return int(key.rsplit(b"/", 1)[-1])
+def _height_of(key: bytes) -> int | None:
+    """The height a ``block/<height>`` key names; None for a key of any other form (not written by us)."""
+    last = key.rsplit(b"/", 1)[-1]
+    if len(last) != _HEIGHT_DIGITS or not last.isdigit():  # bytes.isdigit: ASCII digits only
+        return None
+    return int(last)
 
 
 def _has_governance(entries: list[SignedRecord]) -> bool:
@@ -1214,7 +1427,7 @@ def _has_governance(entries: list[SignedRecord]) -> bool:
 
 
 def _hash_of(key: bytes) -> str:
-    return key.rsplit(b"/", 1)[-1].decode()
+    return key.rsplit(b"/", 1)[-1].decode("utf-8", "replace")
 
 
 def _committed(ledger: Ledger, record_hashes: list[str]) -> set[str]:

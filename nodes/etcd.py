@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import json
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -202,7 +203,7 @@ class Etcd:
                 return False, KeyValue.from_json(kvs[0])
         return False, None
 
-    def put_many(self, items: list[tuple[bytes, bytes]]) -> None:
+    def put_many(self, items: list[tuple[bytes, bytes]], *, lease: int = 0) -> None:
         """Put several keys, up to 100 per transaction (one Raft round each instead of one per key)."""
         chunks: list[list[tuple[bytes, bytes]]] = []
         size = 0
@@ -215,7 +216,8 @@ class Etcd:
             chunks[-1].append(item)
             size += len(item[0]) + len(item[1])
         for chunk in chunks:
-            ops = [{"request_put": {"key": _b64(k), "value": _b64(v)}} for k, v in chunk]
+            extra = {"lease": str(lease)} if lease else {}
+            ops = [{"request_put": {"key": _b64(k), "value": _b64(v), **extra}} for k, v in chunk]
             self._post("/v3/kv/txn", {"compare": [], "success": ops})
 
     def delete_many(self, keys: list[bytes]) -> None:
@@ -273,7 +275,10 @@ class Etcd:
         body_base = {"key": _b64(prefix)} if exact else {"key": _b64(prefix), "range_end": _b64(prefix_end(prefix))}
         n = len(self.endpoints)
         attempt = 0
+        failed = 0  # in a row: once every member failed, wait a little longer before each next try
         while not stop():
+            if failed >= n:
+                time.sleep(min(0.5, 0.05 * (failed - n + 1)))
             url = self.endpoints[(self._preferred + attempt) % n] + "/v3/watch"
             req = {"create_request": {**body_base, "start_revision": str(next_rev)}}
             try:
@@ -296,6 +301,7 @@ class Etcd:
                             WatchEvent(ev.get("type", "PUT"), KeyValue.from_json(ev.get("kv", {})))
                             for ev in result.get("events", [])
                         ]
+                        failed = 0
                         if events:
                             rev = max(e.kv.mod_revision for e in events)
                             next_rev = rev + 1
@@ -305,9 +311,11 @@ class Etcd:
                 # stay only if the member answers a cheap request
                 if not self._responsive(url.removesuffix("/v3/watch")):
                     attempt += 1
+                    failed += 1
                 continue
             except (httpx.HTTPError, TransportError, ValueError):
                 attempt += 1
+                failed += 1
                 continue
 
 

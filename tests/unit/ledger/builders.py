@@ -126,11 +126,16 @@ def build_genesis(
     origin: str = ORIGIN,
     time: datetime = T0,
     nonce: str | None = None,
+    nodes: Sequence[NodeKeys] = (),
+    quorum: int = 1,
 ) -> SignedRecord:
-    """A GENESIS record naming ``authorities`` (``threshold`` of them must sign governance)."""
+    """A GENESIS record naming ``authorities`` (``threshold`` of them must sign governance).
+
+    Its nodes are ``keys.node`` and ``nodes``; ``quorum`` of them make a checkpoint final.
+    """
     payload = {
         "agencies": [agency_json(AGENCIES[name], keys[name]) for name in agencies],
-        "nodes": [keys.node.node_json("test node")],
+        "nodes": [keys.node.node_json("test node")] + [n.node_json(f"test node {n.node_id}") for n in nodes],
         "governance": {
             "authorities": [
                 {"id": f"gov-{name}", "name": f"authority {name}",
@@ -139,7 +144,7 @@ def build_genesis(
             ],
             "threshold": threshold,
         },
-        "quorum": {"threshold": 1},
+        "quorum": {"threshold": quorum},
         "time_window_seconds": TIME_WINDOW,
     }
     record = Record(RecordType.GENESIS, origin, time, nonce or nonce_for(0xBE6), "", "", payload)
