@@ -7,6 +7,7 @@ code and a one-line message; an unexpected exception also becomes one line
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
@@ -52,6 +53,12 @@ def handle_errors(fn: Callable[P, R]) -> Callable[P, R]:
             name = f": {exc.filename}" if getattr(exc, "filename", None) else ""
             click.echo(f"certledger: error: {exc.strerror or exc}{name} [io]", err=True)
             sys.exit(2)
+        except RecursionError:
+            # only input nests this deep (JSON, XML): the parsers recurse; say so, in one line
+            if os.environ.get("CERTLEDGER_DEBUG"):
+                raise
+            click.echo("certledger: error: input nests too deeply to read [input.too_deep]", err=True)
+            sys.exit(2)
         except Exception as exc:
             if os.environ.get("CERTLEDGER_DEBUG"):
                 raise
@@ -94,8 +101,15 @@ def read_passphrase(passphrase_file: Path | None, env_var: str = "CERTLEDGER_PAS
     return value.encode() if value else None
 
 
-def read_input(path: str) -> bytes:
-    """Bytes of ``path``, or of standard input when it is ``-``."""
-    if path == "-":
-        return sys.stdin.buffer.read()
-    return Path(path).read_bytes()
+def read_input(path: str, max_bytes: int | None = None) -> bytes:
+    """Bytes of ``path``, or of standard input when it is ``-``; at most ``max_bytes``.
+
+    With a bound, no more than one byte past it is ever read: ``/dev/zero`` or a huge file is
+    refused with a clear error instead of filling the memory first.
+    """
+    with contextlib.nullcontext(sys.stdin.buffer) if path == "-" else Path(path).open("rb") as f:
+        data = f.read() if max_bytes is None else f.read(max_bytes + 1)
+    if max_bytes is not None and len(data) > max_bytes:
+        name = "standard input" if path == "-" else path
+        raise InvalidInputError(f"{name} is larger than {max_bytes} bytes", reason="input.too_large")
+    return data

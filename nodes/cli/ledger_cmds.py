@@ -14,7 +14,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from ledger.audit import audit as run_audit
 from ledger.merkle.verify import verify_consistency, verify_inclusion
-from ledger.records import Record, RecordType, SignedRecord, new_nonce, now_utc, sign_record
+from ledger.records import MAX_ENTRY_BYTES, Record, RecordType, SignedRecord, new_nonce, now_utc, sign_record
 from nodes.cli._common import emit, handle_errors, json_option, read_input, read_passphrase
 from nodes.config import NodeConfig, load_config, resolve_home
 from nodes.local import LocalNode, agency_key_json, init_node, open_node
@@ -42,6 +42,21 @@ def _node(home: Path | None, passphrase_file: Path | None = None, *, write: bool
         yield node
     finally:
         node.close()
+
+
+#: indices and tree sizes as the API bounds them (a database integer is 64-bit signed)
+_INDEX = click.IntRange(0, 2**63 - 2)
+_TREE_SIZE = click.IntRange(1, 2**63 - 1)
+
+
+def _no_duplicate_names(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """json object hook: a payload naming a field twice is refused (which one was meant?)."""
+    seen: set[str] = set()
+    for name, _ in pairs:
+        if name in seen:
+            raise InvalidInputError(f"payload names {name!r} twice", reason="record.malformed")
+        seen.add(name)
+    return dict(pairs)
 
 
 def _progress() -> Progress:
@@ -285,8 +300,10 @@ def record_new(
 ) -> None:
     """Build a record from a JSON payload and sign it; prints the signed record (canonical JSON)."""
     try:
-        payload = json.loads(read_input(payload_path))
-    except (ValueError, UnicodeDecodeError) as exc:
+        payload = json.loads(read_input(payload_path, MAX_ENTRY_BYTES), object_pairs_hook=_no_duplicate_names)
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        if isinstance(exc, RecursionError):
+            raise InvalidInputError("payload nests too deeply", reason="record.malformed") from None
         raise InvalidInputError(f"payload is not valid JSON: {exc}", reason="record.malformed") from None
     if not isinstance(payload, dict):
         raise InvalidInputError(
@@ -327,7 +344,8 @@ def submit(home: Path | None, passphrase_file: Path | None, files: tuple[str, ..
     All-or-nothing per record: a rejected record changes nothing and is reported
     with its reason code; the command then exits non-zero.
     """
-    records = [SignedRecord.from_bytes(read_input(f).rstrip(b"\n")) for f in files]
+    # a record file is one canonical envelope and a final newline at most
+    records = [SignedRecord.from_bytes(read_input(f, MAX_ENTRY_BYTES + 1).rstrip(b"\n")) for f in files]
     with _node(home, passphrase_file, write=True) as node:
         result = node.ledger.submit(records)
     out = {
@@ -428,7 +446,7 @@ def history(home: Path | None, licence_id: str, as_json: bool) -> None:
 
 @click.command()
 @home_option
-@click.option("--size", type=int, help="Checkpoint at this tree size (default: latest).")
+@click.option("--size", type=_TREE_SIZE, help="Checkpoint at this tree size (default: latest).")
 @json_option
 @handle_errors
 def checkpoint(home: Path | None, size: int | None, as_json: bool) -> None:
@@ -463,8 +481,8 @@ def proof() -> None:
 
 @proof.command("inclusion")
 @home_option
-@click.argument("index", type=int)
-@click.option("--size", type=int, help="Tree size (default: latest).")
+@click.argument("index", type=_INDEX)
+@click.option("--size", type=_TREE_SIZE, help="Tree size (default: latest).")
 @json_option
 @handle_errors
 def proof_inclusion(home: Path | None, index: int, size: int | None, as_json: bool) -> None:
@@ -488,8 +506,8 @@ def proof_inclusion(home: Path | None, index: int, size: int | None, as_json: bo
 
 @proof.command("consistency")
 @home_option
-@click.argument("old_size", type=int)
-@click.argument("new_size", type=int, required=False)
+@click.argument("old_size", type=_TREE_SIZE)
+@click.argument("new_size", type=_TREE_SIZE, required=False)
 @json_option
 @handle_errors
 def proof_consistency(home: Path | None, old_size: int, new_size: int | None, as_json: bool) -> None:

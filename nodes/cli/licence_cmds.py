@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -86,6 +88,68 @@ def seal_make(
 # -- issue --------------------------------------------------------------------------------
 
 
+def _file_stem(number: str, identifier: str) -> str:
+    """The name of a licence's files: its number, with anything a path could read as structure replaced.
+
+    The number is free text on the licence face (it may hold "/", "\\" or ".."): it names the
+    files, it never chooses where they go.
+    """
+    stem = "".join(ch if ch.isalnum() or ch in "-_()（）" else "_" for ch in number)
+    if stem:
+        return stem
+    from cert_formats.identifier import LicenceIdentifier
+
+    return LicenceIdentifier.parse(identifier).lineage.rsplit(".", 1)[-1]  # its serial
+
+
+@dataclass
+class _Outputs:
+    """Where an ``issue`` writes its files, reserved before anything is rendered or appended."""
+
+    #: (PDF path, OFD path) per licence, in input order
+    paths: list[tuple[Path, Path]] = field(default_factory=list)
+    #: files and directories that did not exist before (removed again if the command fails)
+    created: list[Path] = field(default_factory=list)
+
+    def release(self) -> None:
+        """Remove what was created for this command, if it is still empty (existing files stay as they were)."""
+        for path in reversed(self.created):  # files before the directories they are in
+            with contextlib.suppress(OSError):
+                if path.is_dir():
+                    path.rmdir()  # only if empty
+                elif path.stat().st_size == 0:
+                    path.unlink()
+
+
+def _reserve_outputs(out_dir: Path, licences: list[Any]) -> _Outputs:
+    """Create (or check writable) every output file now, so a path that cannot be written fails early."""
+    out = _Outputs()
+    out.created = [p for p in reversed([out_dir, *out_dir.parents]) if not p.exists()]
+    seen: dict[str, str] = {}
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        for licence in licences:
+            stem = _file_stem(licence.number, licence.identifier)
+            if stem in seen:
+                raise InvalidInputError(
+                    f"licences {seen[stem]} and {licence.identifier} would both be written as {stem}.pdf/.ofd",
+                    reason="issue.output_clash",
+                )
+            seen[stem] = licence.identifier
+            pair = (out_dir / f"{stem}.pdf", out_dir / f"{stem}.ofd")
+            out.paths.append(pair)
+            for path in pair:
+                if path.exists():
+                    path.open("r+b").close()  # it can be written (it is replaced once the record is in)
+                else:
+                    path.open("xb").close()
+                    out.created.append(path)
+    except BaseException:
+        out.release()
+        raise
+    return out
+
+
 @click.command()
 @click.argument("licence_json", type=_FILE, nargs=-1, required=True)
 @click.option("--template", "template_key", help="Template key (default: by the licence's type code).")
@@ -161,57 +225,65 @@ def issue(
         template = get_template(template_key) if template_key else template_for_type(licence.type_code)
         template.validate(licence)
         jobs.append((licence, template))
-    key = SM2PrivateKey.load(agency_key, passphrase)
-    ecdsa = None
-    if ecdsa_key is not None:
-        from cert_formats.pdfsig import EcdsaSigningIdentity
-
-        if ecdsa_cert is None:
-            raise InvalidInputError("--ecdsa-key needs --ecdsa-cert", reason="issue.ecdsa")
-        ecdsa = EcdsaSigningIdentity.from_pem(ecdsa_key.read_bytes(), ecdsa_cert.read_bytes(), passphrase=passphrase)
-    creds = AgencyCredentials(
-        key=key,
-        certificate=load_certificate(agency_cert.read_bytes()),
-        chain=tuple(c for p in chain for c in load_certificates(p.read_bytes())),
-        seal=load_seal(seal_path.read_bytes()),
-        ecdsa=ecdsa,
-    )
-    workers = workers or (1 if len(jobs) == 1 else min(len(jobs), os.cpu_count() or 1))
-    with IssuingPool(creds, verify_host=verify_host, workers=workers) as pool:
-        if len(jobs) > 1 and not as_json:
-            with _progress() as bar:
-                task = bar.add_task("rendering, signing, sealing", total=len(jobs))
-                issued = list(pool.render(jobs, progress=lambda n: bar.advance(task, n)))
-        else:
-            issued = list(pool.render(jobs))
-    node = open_node(load_config(home), passphrase, write=True)
+    # where the files go is known before anything is rendered or appended: a path that cannot be
+    # written fails the command while the ledger is still unchanged
+    outputs_at = _reserve_outputs(out_dir, [licence for licence, _ in jobs])
     try:
-        rtype = RecordType.AMEND if amend else RecordType.ISSUE
-        records = []
-        for files in issued:
-            payload = issue_payload(files)
-            if amend:
-                if node.ledger.licence(files.licence_id) is None:
-                    raise InvalidInputError(
-                        f"licence {files.licence_id} is not on the ledger", reason="state.unknown_licence"
-                    )
-                payload["reason_text"] = "换发新版本"
-            licence = files.licence
-            record = Record(rtype, node.origin, now_utc(), new_nonce(), licence.issuer_code, key.public_key.key_id,
-                            payload)  # fmt: skip
-            records.append(sign_record(record, [key]))
-        # one submission: one block, and nothing is appended unless every record is valid
-        result = node.ledger.submit(records, all_or_nothing=True)
-        result.raise_first()
-        statuses = [node.ledger.status_document(files.licence_id) for files in issued]
-    finally:
-        node.close()
-    out_dir.mkdir(parents=True, exist_ok=True)
+        key = SM2PrivateKey.load(agency_key, passphrase)
+        ecdsa = None
+        if ecdsa_key is not None:
+            from cert_formats.pdfsig import EcdsaSigningIdentity
+
+            if ecdsa_cert is None:
+                raise InvalidInputError("--ecdsa-key needs --ecdsa-cert", reason="issue.ecdsa")
+            ecdsa = EcdsaSigningIdentity.from_pem(
+                ecdsa_key.read_bytes(), ecdsa_cert.read_bytes(), passphrase=passphrase
+            )
+        creds = AgencyCredentials(
+            key=key,
+            certificate=load_certificate(agency_cert.read_bytes()),
+            chain=tuple(c for p in chain for c in load_certificates(p.read_bytes())),
+            seal=load_seal(seal_path.read_bytes()),
+            ecdsa=ecdsa,
+        )
+        workers = workers or (1 if len(jobs) == 1 else min(len(jobs), os.cpu_count() or 1))
+        with IssuingPool(creds, verify_host=verify_host, workers=workers) as pool:
+            if len(jobs) > 1 and not as_json:
+                with _progress() as bar:
+                    task = bar.add_task("rendering, signing, sealing", total=len(jobs))
+                    issued = list(pool.render(jobs, progress=lambda n: bar.advance(task, n)))
+            else:
+                issued = list(pool.render(jobs))
+        node = open_node(load_config(home), passphrase, write=True)
+        try:
+            rtype = RecordType.AMEND if amend else RecordType.ISSUE
+            records = []
+            for files in issued:
+                payload = issue_payload(files)
+                if amend:
+                    if node.ledger.licence(files.licence_id) is None:
+                        raise InvalidInputError(
+                            f"licence {files.licence_id} is not on the ledger", reason="state.unknown_licence"
+                        )
+                    payload["reason_text"] = "换发新版本"
+                licence = files.licence
+                record = Record(rtype, node.origin, now_utc(), new_nonce(), licence.issuer_code, key.public_key.key_id,
+                                payload)  # fmt: skip
+                records.append(sign_record(record, [key]))
+            # one submission: one block, and nothing is appended unless every record is valid
+            result = node.ledger.submit(records, all_or_nothing=True)
+            result.raise_first()
+            statuses = [node.ledger.status_document(files.licence_id) for files in issued]
+        finally:
+            node.close()
+    except BaseException:
+        outputs_at.release()  # nothing was appended: what was reserved goes again
+        raise
     outputs = []
-    for files, status, accepted in zip(issued, statuses, result.accepted, strict=True):
+    for files, status, accepted, (pdf_path, ofd_path) in zip(
+        issued, statuses, result.accepted, outputs_at.paths, strict=True
+    ):
         pdf, ofd = attach_bundles(files, status)
-        stem = files.licence.number or files.licence_id.rsplit(".", 1)[-1]
-        pdf_path, ofd_path = out_dir / f"{stem}.pdf", out_dir / f"{stem}.ofd"
         pdf_path.write_bytes(pdf)
         ofd_path.write_bytes(ofd)
         outputs.append({

@@ -166,6 +166,8 @@ def test_bad_input_is_one_line(walked: tuple[Path, Any], run_cli: RunCli) -> Non
     (workdir / "bad.json").write_text("{bad")
     (workdir / "list.json").write_text("[1, 2]")
     (workdir / "wrong.txt").write_text("not the passphrase")
+    (workdir / "deep.json").write_text("[" * 60_000)  # under the 64 KiB bound, far deeper than json recurses
+    (workdir / "twice.json").write_text('{"licence_id": "A", "licence_id": "B"}')
     rec = ("record", "new", "--type", "ISSUE", "--agency", "11440300MB2C54301Y", "--key", "agency.pem")
     cases: list[tuple[tuple[str, ...], str | None]] = [
         (("submit", "missing.rec"), "io"),
@@ -190,6 +192,11 @@ def test_bad_input_is_one_line(walked: tuple[Path, Any], run_cli: RunCli) -> Non
         (("no-such-command",), None),
         (("status",), None),  # missing argument
         (("proof", "inclusion", "-1"), None),
+        (("proof", "inclusion", "9" * 30), None),  # beyond a 64-bit index: a usage error, not an internal one
+        (("checkpoint", "--size", "9" * 30), None),
+        (("submit", "/dev/zero"), "input.too_large"),  # read no further than the entry size bound
+        ((*rec, "--payload", "deep.json"), "record.malformed"),
+        ((*rec, "--payload", "twice.json"), "record.malformed"),
         (("record", "new", "--type", "BOGUS", "--key", "agency.pem", "--payload", "issue.json"), None),
     ]  # fmt: skip
     results: list[CliResult] = [run_cli(*args, env=env, cwd=workdir) for args, _ in cases]
@@ -258,3 +265,41 @@ def test_batch_issue_renders_in_parallel_and_appends_one_batch(walked: tuple[Pat
     refused.assert_error("state.already_issued")
     assert run_cli("checkpoint", "--json", env=env, cwd=workdir).json["tree_size"] == size_after
     assert not (workdir / "batch2").exists()
+
+
+def test_issue_writes_only_inside_out_dir_and_appends_nothing_it_cannot_write(
+    walked: tuple[Path, Any], run_cli: RunCli
+) -> None:
+    """The licence number names the files; it never chooses where they go. A path that cannot be
+    written fails the command before anything is appended."""
+    from cert_formats.identifier import LicenceIdentifier
+
+    workdir, proc = walked
+    assert proc.returncode == 0
+    env = _node_env(workdir)
+    base = json.loads((workdir / "licence.json").read_text(encoding="utf-8"))
+    creds = ("--agency-key", "agency.pem", "--agency-cert", "agency.crt", "--seal", "agency.esl")
+
+    def licence(serial: str, number: str) -> str:
+        name = f"hostile-{serial}.json"
+        lic = dict(base, number=number,
+                   identifier=str(LicenceIdentifier.build(base["type_code"], base["issuer_code"], serial)))
+        (workdir / name).write_text(json.dumps(lic, ensure_ascii=False), encoding="utf-8")
+        return name
+
+    escape = workdir / "escaped"
+    escape.mkdir()
+    size_before = run_cli("checkpoint", "--json", env=env, cwd=workdir).json["tree_size"]
+    done = run_cli("issue", licence("440300000202501150201", f"{escape}/ABS"), *creds, "--out-dir", "out/a",
+                   "--json", env=env, cwd=workdir)  # fmt: skip
+    assert done.rc == 0, done.stderr
+    assert list(escape.iterdir()) == []
+    for fmt in ("pdf", "ofd"):
+        written = Path(done.json[fmt]) if Path(done.json[fmt]).is_absolute() else workdir / done.json[fmt]
+        assert written.resolve().parent == (workdir / "out" / "a").resolve(), written
+    # an output directory that cannot be created (a file is in the way): refused, nothing appended
+    (workdir / "blocked").write_text("a file, not a directory")
+    blocked = run_cli("issue", licence("440300000202501150202", "440300000202501150202"), *creds,
+                      "--out-dir", "blocked/sub", env=env, cwd=workdir)  # fmt: skip
+    blocked.assert_error("io")
+    assert run_cli("checkpoint", "--json", env=env, cwd=workdir).json["tree_size"] == size_before + 1
