@@ -168,8 +168,9 @@ class Ledger:
         self._node_keys: dict[SM2PublicKey, SM2PublicKey] = {}
 
     @classmethod
-    def open(cls, url: str, identity: NodeIdentity | None = None) -> Ledger:
-        return cls(SqlStore(url), identity)
+    def open(cls, url: str, identity: NodeIdentity | None = None, *, create: bool = True) -> Ledger:
+        """The ledger at ``url``; ``create=False`` refuses a database that is not a ledger yet."""
+        return cls(SqlStore(url, create=create), identity)
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)

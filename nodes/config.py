@@ -105,19 +105,36 @@ def load_config(home: str | Path | None, *, must_exist: bool = True) -> NodeConf
             f"no certledger node at {path} (run `certledger init` or set --home / CERTLEDGER_HOME)",
             reason="config.missing",
         )
+    for section in ("ledger", "node", "api"):
+        if not isinstance(data.setdefault(section, {}), dict):
+            raise InvalidInputError(f"{cfg_file}: [{section}] must be a table", reason="config.invalid")
     for env, (section, key) in ENV_OVERRIDES.items():
         if env in os.environ:
-            data.setdefault(section, {})[key] = os.environ[env]
-    ledger = data.get("ledger", {})
-    node = data.get("node", {})
-    api = data.get("api", {})
+            data[section][key] = os.environ[env]
+    ledger, node, api = data["ledger"], data["node"], data["api"]
+    for section, values, keys in (
+        ("ledger", ledger, ("database", "origin")),
+        ("node", node, ("id", "keys")),
+        ("api", api, ("host", "public_url")),
+    ):
+        for key in keys:
+            if key in values and not isinstance(values[key], str):
+                raise InvalidInputError(f"{section}.{key} must be a string", reason="config.invalid")
+    port_value = api.get("port", 8600)
     try:
-        port = int(api.get("port", 8600))
+        if isinstance(port_value, bool) or not isinstance(port_value, (int, str)):
+            raise ValueError
+        port = int(port_value)
     except ValueError:
-        raise InvalidInputError("api.port must be an integer", reason="config.invalid") from None
+        raise InvalidInputError(f"api.port must be an integer, not {port_value!r}", reason="config.invalid") from None
+    if not 0 < port < 65536:
+        raise InvalidInputError(f"api.port must be a port number (1-65535), not {port}", reason="config.invalid")
+    database = str(ledger.get("database", ""))
+    if database and "://" not in database and not Path(database).is_absolute():
+        database = str(path / database)  # a bare path is the home's, wherever the command runs from
     cfg = NodeConfig(
         home=path,
-        database=str(ledger.get("database", "")),
+        database=database,
         origin=str(ledger.get("origin", "")),
         node_id=str(node.get("id", "node-1")),
         keys_dir=str(node.get("keys", "keys")),

@@ -137,9 +137,10 @@ def open_node(config: NodeConfig, passphrase: bytes | None, *, write: bool = Tru
                 reason="key.passphrase",
             )
         keys = NodeKeys.load(config.keys_path, passphrase)
-        ledger = Ledger.open(config.database, keys.identity())
+        # an existing ledger only: `certledger init` creates one (init_node)
+        ledger = Ledger.open(config.database, keys.identity(), create=False)
         return LocalNode(config, keys, ledger, passphrase)
-    return LocalNode(config, None, Ledger.open(config.database, None), passphrase or b"")
+    return LocalNode(config, None, Ledger.open(config.database, None, create=False), passphrase or b"")
 
 
 def parse_signed_record(data: bytes) -> SignedRecord:

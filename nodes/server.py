@@ -12,6 +12,7 @@ Tuning knobs read from the environment (documented in docs/api.md):
 from __future__ import annotations
 
 import atexit
+import math
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -36,8 +37,9 @@ def _env_number(name: str, default: float) -> float:
         number = float(value)
     except ValueError:
         raise InvalidInputError(f"{name} must be a number, not {value!r}", reason="config.invalid") from None
-    if number < 0:
-        raise InvalidInputError(f"{name} must not be negative", reason="config.invalid")
+    if not math.isfinite(number) or number < 0:
+        # NaN compares false with everything: as a rate it silently turned the limit off
+        raise InvalidInputError(f"{name} must be a finite number >= 0, not {value!r}", reason="config.invalid")
     return number
 
 

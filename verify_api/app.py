@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
@@ -30,7 +32,7 @@ from ledger.state import Node
 from signing.errors import CertLedgerError, InvalidInputError
 from signing.note.model import Verifier
 from verify_api import models, problems
-from verify_api.federation import FederatedVerifier
+from verify_api.federation import FederatedAnswer, FederatedVerifier
 from verify_api.limits import ASGIApp, BodySizeLimit, RateLimit, Receive, RequestMetrics, Scope, Send
 from verify_api.proof_batch import ProofBatcher
 
@@ -66,6 +68,9 @@ def _problems(*codes: int) -> dict[int | str, dict[str, Any]]:
 
 #: public read endpoints: rate limited, and a bad query is a 422
 _READ_PROBLEMS = (422, 429, 503)
+#: federation lookups in flight at once: each may wait on another province for seconds, and
+#: must never take the threads the node's own answers need
+_FEDERATION_IN_FLIGHT = 8
 
 
 @dataclass
@@ -607,16 +612,36 @@ def create_app(
             ]
         }
 
-    @app.get("/v1/federation/licences/{licence_id}", tags=["federation"], responses=_problems(404, 422, 502))
-    def federated_status(licence_id: str, origin: str | None = None) -> dict[str, object]:
+    # a thread semaphore, taken without waiting (usable from any event loop driving the app), and
+    # threads of their own: lookups never queue behind, or take the threads of, the node's own answers
+    federation_slots = threading.BoundedSemaphore(_FEDERATION_IN_FLIGHT)
+    federation_pool = ThreadPoolExecutor(_FEDERATION_IN_FLIGHT, thread_name_prefix="federation")
+
+    @app.get("/v1/federation/licences/{licence_id}", tags=["federation"], responses=_problems(404, 422, 429, 502, 503))
+    async def federated_status(
+        licence_id: Annotated[str, Path(max_length=256)], origin: Annotated[str | None, Query(max_length=255)] = None
+    ) -> dict[str, object]:
         """Status of another province's licence, fetched from it and verified here (each check listed).
 
         When the province is unreachable the last verified answer is returned with
         ``stale: true`` and its ``age_seconds``; an answer that fails verification is an error.
+        At most 8 lookups wait on other provinces at once; more are answered 503 with Retry-After.
         """
         if federation is None:
             raise InvalidInputError("this node has no federation registry", reason="federation.disabled")
-        answer: dict[str, object] = federation.status(licence_id, origin).to_json()
+        registry = federation
+        if not federation_slots.acquire(blocking=False):
+            raise OverloadedError(f"{_FEDERATION_IN_FLIGHT} federation lookups are in flight already; try again")
+
+        def lookup() -> FederatedAnswer:
+            try:
+                return registry.status(licence_id, origin)
+            finally:
+                federation_slots.release()  # when the lookup ends, not when its client goes away
+
+        future = asyncio.get_running_loop().run_in_executor(federation_pool, lookup)
+        verified = await asyncio.shield(future)
+        answer: dict[str, object] = verified.to_json()
         return answer
 
     # -- operations ---------------------------------------------------------------------------
@@ -654,7 +679,15 @@ def create_app(
         RateLimit,
         rate=cfg.rate_per_client,
         burst=cfg.burst_per_client,
-        prefixes=("/v1/licences", "/v1/entries", "/v1/proofs", "/v1/checkpoint", "/v1/verify", "/v1/lookup"),
+        prefixes=(
+            "/v1/licences",
+            "/v1/entries",
+            "/v1/proofs",
+            "/v1/checkpoint",
+            "/v1/verify",
+            "/v1/lookup",
+            "/v1/federation",
+        ),
     )
     app.add_middleware(
         BodySizeLimit,

@@ -28,6 +28,7 @@ import json
 import os
 import tempfile
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,6 +48,11 @@ from ledger.proofcheck import (
 )
 from ledger.records import SignedRecord
 from signing.errors import InvalidInputError, TransportError, VerificationError
+
+#: the most a node's answer may hold: a status document with its proofs and history is far smaller
+MAX_ANSWER_BYTES = 8 * 1024 * 1024
+#: headers that described the body as sent, not the decoded body kept
+_RECODED = frozenset({"content-encoding", "content-length", "transfer-encoding"})
 
 
 @dataclass(frozen=True)
@@ -110,6 +116,9 @@ class LedgerClient:
         self.base_url = base_url.rstrip("/")
         self.anchors = anchors
         self.memory = memory or CheckpointMemory(None)
+        #: for the whole answer, not each read: a node dripping a byte a second would hold every
+        #: per-read timeout off forever
+        self.timeout = timeout
         self.http = http or httpx.Client(timeout=timeout)
 
     def close(self) -> None:
@@ -118,8 +127,25 @@ class LedgerClient:
     # -- transport ------------------------------------------------------------------------
 
     def _get(self, path: str, **params: Any) -> httpx.Response:
+        url = self.base_url + path
+        deadline = time.monotonic() + self.timeout
         try:
-            resp = self.http.get(self.base_url + path, params={k: v for k, v in params.items() if v is not None})
+            with self.http.stream("GET", url, params={k: v for k, v in params.items() if v is not None}) as streamed:
+                body = bytearray()
+                for chunk in streamed.iter_bytes():  # decoded: the bound is on what is parsed
+                    body += chunk
+                    if len(body) > MAX_ANSWER_BYTES:
+                        raise TransportError(
+                            f"{url}: the answer is larger than {MAX_ANSWER_BYTES} bytes", reason="transport.too_large"
+                        )
+                    if time.monotonic() > deadline:
+                        raise TransportError(
+                            f"{url}: no complete answer within {self.timeout:g} s", reason="transport.timeout"
+                        )
+                headers = [(k, v) for k, v in streamed.headers.multi_items() if k.lower() not in _RECODED]
+                resp = httpx.Response(
+                    streamed.status_code, headers=headers, content=bytes(body), request=streamed.request
+                )
         except httpx.HTTPError as exc:
             raise TransportError(
                 f"{self.base_url}: {type(exc).__name__}: {exc}", reason="transport.unreachable"
@@ -137,7 +163,7 @@ class LedgerClient:
         resp = self._get(path, **params)
         try:
             data = resp.json()
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nesting deeper than json recurses
             raise VerificationError(f"{path}: the node answered with invalid JSON", reason="remote.malformed") from None
         if not isinstance(data, dict):
             raise VerificationError(f"{path}: the node answered with a non-object", reason="remote.malformed")
@@ -226,6 +252,6 @@ class LedgerClient:
 def _problem_reason(resp: httpx.Response) -> str:
     try:
         data = resp.json()
-    except ValueError:
+    except (ValueError, RecursionError):
         return ""
     return str(data.get("reason", "")) if isinstance(data, dict) else ""

@@ -39,6 +39,9 @@ from verify_api.client import CheckpointMemory, LedgerClient
 _ID_PREFIX = "1.2.156.3005.2."
 
 
+#: failed checks kept (in memory and in federation-evidence.json), the latest ones
+_EVIDENCE_KEPT = 1000
+
 @dataclass(frozen=True)
 class Province:
     name: str
@@ -154,6 +157,7 @@ class FederatedVerifier:
     _memories: dict[str, CheckpointMemory] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     evidence: list[dict[str, Any]] = field(default_factory=list)
+    _evidence_lock: threading.Lock = field(default_factory=threading.Lock)
 
     def _client(self, province: Province, endpoint: str) -> LedgerClient:
         key = f"{province.origin} {endpoint}"
@@ -188,18 +192,19 @@ class FederatedVerifier:
                 continue
             except VerificationError as exc:
                 # a lie: report it, keep the evidence, never cache it
-                self.evidence.append(
-                    {
-                        "time": time.time(),
-                        "origin": province.origin,
-                        "endpoint": endpoint,
-                        "licence_id": licence_id,
-                        "reason": exc.reason,
-                        "message": str(exc),
-                        "details": exc.details,
-                    }
-                )
-                self._save_evidence()
+                entry = {
+                    "time": time.time(),
+                    "origin": province.origin,
+                    "endpoint": endpoint,
+                    "licence_id": licence_id,
+                    "reason": exc.reason,
+                    "message": str(exc),
+                    "details": exc.details,
+                }
+                with self._evidence_lock:  # lookups run on several threads: one writer of the file at a time
+                    self.evidence.append(entry)
+                    del self.evidence[:-_EVIDENCE_KEPT]  # bounded: callers choose what is asked, and how often
+                    self._save_evidence()
                 raise
             answer = FederatedAnswer(province.name, province.origin, endpoint, verified.to_json(), verified.fetched_at)
             with self._lock:

@@ -10,6 +10,7 @@ all of it or none of it.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 import threading
@@ -21,14 +22,14 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Connection, Engine, create_engine, delete, event, func, insert, select, tuple_
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy import Connection, Engine, create_engine, delete, event, func, insert, inspect, make_url, select, tuple_
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 
 from ledger.blocks import Block, BlockHeader
 from ledger.merkle.nodes import NodeKey
 from ledger.state import Agency, LicenceState, Node, Policy, StateChange
 from ledger.store import schema as t
-from signing.errors import StorageError
+from signing.errors import InvalidInputError, StorageError
 
 _MIGRATIONS = Path(__file__).parent / "migrations"
 #: execution option marking a connection opened by :meth:`SqlStore.read`
@@ -46,8 +47,59 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.close()
 
 
+def _sqlite_file(url: str) -> Path | None:
+    """The file of a SQLite URL or bare path (None: not SQLite, or in memory)."""
+    if "://" not in url:
+        return Path(url).resolve()
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    return Path(parsed.database)
+
+
+def _shown(url: str) -> str:
+    """``url`` as it may appear in a message (no password)."""
+    if "://" not in url:
+        return url
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def _require_existing(url: str) -> None:
+    """Refuse a SQLite ledger file that is missing or holds no ledger (read-only: nothing is written)."""
+    path = _sqlite_file(url)
+    if path is None:
+        return  # a server database: checked through the engine (reading its catalogue changes nothing)
+    if not path.is_file():
+        raise InvalidInputError(
+            f"no ledger database at {path} (run `certledger init`, or check the configured database)",
+            reason="store.missing",
+        )
+    try:
+        # opened read-only: the engine's own connection would set WAL mode, i.e. write to the file
+        with contextlib.closing(sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True)) as db:
+            tables = {str(row[0]) for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    except sqlite3.DatabaseError as exc:
+        raise InvalidInputError(f"{path} is not a SQLite database ({exc})", reason="store.not_a_ledger") from None
+    if not {"alembic_version", "entries"} <= tables:
+        raise InvalidInputError(
+            f"{path} is not a certledger ledger database (run `certledger init` to create one)",
+            reason="store.not_a_ledger",
+        )
+
+
 def make_engine(url: str) -> Engine:
-    """An engine for ``url``; a bare path means SQLite."""
+    """An engine for ``url``; a bare path means SQLite. InvalidInputError for a URL no driver here serves."""
+    try:
+        return _engine(url)
+    except (ArgumentError, NoSuchModuleError, ModuleNotFoundError) as exc:
+        raise InvalidInputError(
+            f"unsupported database URL {_shown(url) if '://' in url else url!r}: {exc} "
+            "(use sqlite:///path or postgresql://user@host/db)",
+            reason="config.invalid",
+        ) from None
+
+
+def _engine(url: str) -> Engine:
     if "://" not in url:
         url = f"sqlite:///{Path(url).resolve()}"
     if url.startswith("sqlite"):
@@ -148,14 +200,34 @@ class SqlStateView:
 class SqlStore:
     """Tables, migrations, reads, and the one write path (:meth:`write_batch`)."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, create: bool = True) -> None:
+        """Open the ledger database at ``url``; ``create=False`` refuses one that is not a ledger yet.
+
+        Only ``certledger init`` (and the cluster node's first start) create a ledger: every other
+        opener would otherwise turn a mistyped path into a new empty database, or add the ledger's
+        tables to some other application's database, and then report "not found" from it.
+        """
         self.url = url
+        if not create:
+            _require_existing(url)
         self.engine = make_engine(url)
         self._lock = threading.Lock()
         self._agencies: dict[str, Agency] = {}
         self._policy: Policy | None = None
         self._watch: sqlite3.Connection | None = None
         self._watch_lock = threading.Lock()
+        if not create and _sqlite_file(url) is None:
+            try:
+                ours = inspect(self.engine).has_table("alembic_version") and inspect(self.engine).has_table("entries")
+            except SQLAlchemyError as exc:
+                self.engine.dispose()
+                raise StorageError(f"cannot open the ledger database: {exc.__class__.__name__}: {exc}") from None
+            if not ours:
+                self.engine.dispose()
+                raise InvalidInputError(
+                    f"{_shown(url)} is not a certledger ledger database (run `certledger init` to create one)",
+                    reason="store.not_a_ledger",
+                )
         self.migrate()
 
     # -- lifecycle ------------------------------------------------------------------------

@@ -9,12 +9,14 @@ reportlab or FastAPI (ADR 0008).
 from __future__ import annotations
 
 import importlib
+import sys
 import warnings
 from typing import Any
 
 import click
 
 from nodes import logs
+from signing.errors import CertLedgerError
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -118,7 +120,11 @@ def cli(log_level: str | None, log_format: str | None) -> None:
     SM2/SM3-signed, append-only, hash-chained records of licence issuance,
     amendment, suspension and revocation, with proofs anyone can check.
     """
-    logs.configure(log_level, log_format)
+    try:
+        logs.configure(log_level, log_format)
+    except CertLedgerError as exc:  # a bad --log-level / CERTLEDGER_LOG_LEVEL: one line, as every error
+        click.echo(f"certledger: error: {exc} [{exc.reason}]", err=True)
+        sys.exit(exc.exit_code)
 
 
 def main() -> None:

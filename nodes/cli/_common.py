@@ -101,7 +101,7 @@ def read_passphrase(passphrase_file: Path | None, env_var: str = "CERTLEDGER_PAS
     return value.encode() if value else None
 
 
-def read_input(path: str, max_bytes: int | None = None) -> bytes:
+def read_input(path: str, max_bytes: int | None = None, *, too_large: str = "input.too_large") -> bytes:
     """Bytes of ``path``, or of standard input when it is ``-``; at most ``max_bytes``.
 
     With a bound, no more than one byte past it is ever read: ``/dev/zero`` or a huge file is
@@ -111,5 +111,5 @@ def read_input(path: str, max_bytes: int | None = None) -> bytes:
         data = f.read() if max_bytes is None else f.read(max_bytes + 1)
     if max_bytes is not None and len(data) > max_bytes:
         name = "standard input" if path == "-" else path
-        raise InvalidInputError(f"{name} is larger than {max_bytes} bytes", reason="input.too_large")
+        raise InvalidInputError(f"{name} is larger than {max_bytes} bytes", reason=too_large)
     return data

@@ -12,6 +12,7 @@ from typing import Any
 import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from ledger import reasons
 from ledger.audit import audit as run_audit
 from ledger.merkle.verify import verify_consistency, verify_inclusion
 from ledger.records import MAX_ENTRY_BYTES, Record, RecordType, SignedRecord, new_nonce, now_utc, sign_record
@@ -345,7 +346,10 @@ def submit(home: Path | None, passphrase_file: Path | None, files: tuple[str, ..
     with its reason code; the command then exits non-zero.
     """
     # a record file is one canonical envelope and a final newline at most
-    records = [SignedRecord.from_bytes(read_input(f, MAX_ENTRY_BYTES + 1).rstrip(b"\n")) for f in files]
+    records = [
+        SignedRecord.from_bytes(read_input(f, MAX_ENTRY_BYTES + 1, too_large=reasons.RECORD_TOO_LARGE).rstrip(b"\n"))
+        for f in files
+    ]
     with _node(home, passphrase_file, write=True) as node:
         result = node.ledger.submit(records)
     out = {

@@ -579,7 +579,16 @@ def test_rate_limit_is_429_with_retry_after(node: TestNode, servers: tuple[ApiSe
         assert_problem(post(c, node.issue(SZ, new_id())), 422, "ledger.read_only")
 
 
-@pytest.mark.parametrize(("name", "value"), [("CERTLEDGER_API_RATE", "fast"), ("CERTLEDGER_API_BURST", "-1")])
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("CERTLEDGER_API_RATE", "fast"),
+        ("CERTLEDGER_API_BURST", "-1"),
+        ("CERTLEDGER_API_RATE", "nan"),  # compares false with everything: it turned the limit off
+        ("CERTLEDGER_API_RATE", "inf"),
+        ("CERTLEDGER_API_BURST", "1e400"),
+    ],
+)
 def test_bad_rate_knob_fails_at_start(node: TestNode, name: str, value: str) -> None:
     # in-process: the knob is read before uvicorn starts, so a bad one ends the command at once
     result = CliRunner().invoke(

@@ -68,7 +68,8 @@ class LyingProvince:
     Modes: ``honest``; ``tamper_proof`` (one hash of the licence's inclusion path changed);
     ``status_lie`` (the licence's status flipped ACTIVE <-> REVOKED); ``fork`` (relays B',
     whose checkpoints are validly signed by B's node keys over a diverging tree); ``down``
-    (every request answered 503).
+    (every request answered 503); ``drip`` (an answer one byte every 0.2 s, never complete);
+    ``deep`` (JSON nested 200,000 deep); ``huge`` (a 12 MiB answer).
     """
 
     _STATUS_PATH = re.compile(r"^/v1/licences/[^/?]+(\?.*)?$")
@@ -83,6 +84,19 @@ class LyingProvince:
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
                 province.requests.append(self.path)
+                if province.mode == "drip":
+                    self.send_response(200)
+                    self.send_header("content-type", "application/json")
+                    self.send_header("content-length", "100000")
+                    self.end_headers()
+                    for _ in range(150):  # 30 s at most, unless the client goes away first
+                        try:
+                            self.wfile.write(b" ")
+                            self.wfile.flush()
+                        except OSError:
+                            return
+                        time.sleep(0.2)
+                    return
                 status, ctype, body = province.answer(self.path)
                 self.send_response(status)
                 self.send_header("content-type", ctype)
@@ -112,6 +126,10 @@ class LyingProvince:
         mode = self.mode
         if mode == "down":
             return 503, PROBLEM, b'{"reason":"test.down","status":503}'
+        if mode == "deep":
+            return 200, "application/json", b"[" * 200_000
+        if mode == "huge":
+            return 200, "application/json", b'{"pad":"' + b"x" * (12 * 1024 * 1024) + b'"}'
         upstream = self.fork_url if mode == "fork" else self.honest_url
         try:
             resp = httpx.get(upstream + path, timeout=10)
@@ -379,6 +397,46 @@ def test_unreachable_province_gives_last_verified_state_marked_stale(fed: Federa
         fed.b.start()
     fresh = fed.ask(ZJ_REVOKED).json()
     assert fresh["stale"] is False and fresh["fetched_at"] > first.json()["fetched_at"]
+
+
+# -- B hostile on the wire ----------------------------------------------------------------------
+
+
+def test_a_province_nesting_json_too_deep_is_a_lie_not_a_crash(fed: Federation, liar: LyingProvince) -> None:
+    liar.mode = "deep"
+    assert_problem(fed.ask(ZJ_LATER), 422, "remote.malformed")
+
+
+def test_a_province_answering_too_much_is_unreachable(fed: Federation, liar: LyingProvince) -> None:
+    liar.mode = "huge"
+    body = assert_problem(fed.ask(ZJ_LATER), 502, "federation.unreachable")
+    assert "larger than" in body["detail"]
+
+
+def test_a_dripping_province_times_out_and_never_starves_the_node(fed: Federation, liar: LyingProvince) -> None:
+    """An answer one byte at a time holds off every per-read timeout: the whole answer has a deadline
+    (5 s), at most 8 lookups wait at once (more get 503 at once), and the node's own routes answer."""
+    liar.mode = "drip"
+    answers: list[httpx.Response] = []
+    started = time.monotonic()
+    askers = [threading.Thread(target=lambda: answers.append(fed.ask(ZJ_LATER))) for _ in range(12)]
+    for t in askers:
+        t.start()
+    time.sleep(1.0)
+    own = httpx.get(f"{fed.a.base_url}/healthz", timeout=5)
+    assert own.status_code == 200  # while 8 lookups wait on B
+    for t in askers:
+        t.join(timeout=30)
+    elapsed = time.monotonic() - started
+    assert len(answers) == 12
+    statuses = sorted(r.status_code for r in answers)
+    assert statuses.count(503) >= 4, statuses  # beyond the 8 in flight: pushed back, Retry-After
+    assert all(r.headers.get("retry-after") for r in answers if r.status_code == 503)
+    for r in answers:
+        if r.status_code != 503:
+            body = assert_problem(r, 502, "federation.unreachable")
+            assert "no complete answer within" in body["detail"], body
+    assert elapsed < 15, elapsed
 
 
 # -- the CLI against B ---------------------------------------------------------------------------

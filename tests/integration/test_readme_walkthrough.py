@@ -194,7 +194,7 @@ def test_bad_input_is_one_line(walked: tuple[Path, Any], run_cli: RunCli) -> Non
         (("proof", "inclusion", "-1"), None),
         (("proof", "inclusion", "9" * 30), None),  # beyond a 64-bit index: a usage error, not an internal one
         (("checkpoint", "--size", "9" * 30), None),
-        (("submit", "/dev/zero"), "input.too_large"),  # read no further than the entry size bound
+        (("submit", "/dev/zero"), "record.too_large"),  # read no further than the entry size bound
         ((*rec, "--payload", "deep.json"), "record.malformed"),
         ((*rec, "--payload", "twice.json"), "record.malformed"),
         (("record", "new", "--type", "BOGUS", "--key", "agency.pem", "--payload", "issue.json"), None),

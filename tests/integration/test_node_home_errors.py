@@ -1,0 +1,83 @@
+"""A node home's configuration and database are checked before they are used.
+
+Only ``certledger init`` creates a ledger. Every other command refuses a database that is
+missing, empty, or some other application's, instead of creating or migrating one and then
+answering "not found" from it; a bare database path is the home's, wherever the command runs
+from. A config file of the wrong shape, an unsupported database URL or a bad log level is a
+one-line error with ``config.invalid``, never an internal error.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ORIGIN = "gd.certledger.example/licences"
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Path:
+    """A node home with a config file (no ledger yet: nothing was initialised)."""
+    h = tmp_path / "home"
+    h.mkdir()
+    (h / "certledger.toml").write_text(f'[ledger]\norigin = "{ORIGIN}"\ndatabase = "ledger.db"\n', "utf-8")
+    return h
+
+
+def _run(run_cli: Callable[..., Any], home: Path, *args: str, **env: str) -> Any:
+    return run_cli(*args, env={"CERTLEDGER_HOME": str(home), **env}, cwd=home.parent)
+
+
+@pytest.mark.parametrize("command", [("checkpoint",), ("status", "LIC-1"), ("history", "LIC-1")])
+def test_a_missing_database_is_refused_not_created(
+    run_cli: Callable[..., Any], home: Path, command: tuple[str, ...]
+) -> None:
+    _run(run_cli, home, *command).assert_error("store.missing")
+    assert not (home / "ledger.db").exists()
+    assert not (home.parent / "ledger.db").exists()  # a bare path is the home's, not the working directory's
+
+
+def test_an_empty_or_foreign_database_is_refused_not_migrated(run_cli: Callable[..., Any], home: Path) -> None:
+    (home / "ledger.db").write_bytes(b"")
+    _run(run_cli, home, "checkpoint").assert_error("store.not_a_ledger")
+    assert (home / "ledger.db").stat().st_size == 0
+    (home / "ledger.db").unlink()
+    with sqlite3.connect(home / "ledger.db") as db:
+        db.execute("CREATE TABLE invoices (id INTEGER PRIMARY KEY)")
+    _run(run_cli, home, "status", "LIC-1").assert_error("store.not_a_ledger")
+    with sqlite3.connect(home / "ledger.db") as db:
+        tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert tables == {"invoices"}  # nothing of ours was added to it
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        'ledger = "x"\n',
+        "ledger = 5\n",
+        f'[ledger]\norigin = "{ORIGIN}"\ndatabase = 5\n',
+        "[api]\nport = [1]\n",
+        "[api]\nport = 70000\n",
+        '[api]\nport = "eighty"\n',
+        "[node]\nid = true\n",
+    ],
+)
+def test_a_config_of_the_wrong_shape_is_one_line(run_cli: Callable[..., Any], home: Path, config: str) -> None:
+    (home / "certledger.toml").write_text(config, "utf-8")
+    _run(run_cli, home, "checkpoint").assert_error("config.invalid")
+
+
+@pytest.mark.parametrize("url", ["garbage://", "mysql://user@host/db", "postgresql+nosuchdriver://h/db"])
+def test_an_unsupported_database_url_is_one_line(run_cli: Callable[..., Any], home: Path, url: str) -> None:
+    _run(run_cli, home, "checkpoint", CERTLEDGER_DATABASE=url).assert_error("config.invalid")
+
+
+@pytest.mark.parametrize(("args", "env"), [(("--log-level", "BOGUS"), {}), ((), {"CERTLEDGER_LOG_LEVEL": "loud"})])
+def test_a_bad_log_level_is_refused(
+    run_cli: Callable[..., Any], home: Path, args: tuple[str, ...], env: dict[str, str]
+) -> None:
+    _run(run_cli, home, *args, "checkpoint", **env).assert_error("config.invalid")
