@@ -5,6 +5,8 @@ Tuning knobs read from the environment (documented in docs/api.md):
 * ``CERTLEDGER_API_RATE`` — requests per second per client address on the public
   read endpoints (token bucket; ``0`` turns rate limiting off; default 200);
 * ``CERTLEDGER_API_BURST`` — the bucket's size (default 400);
+* ``CERTLEDGER_API_BODY_TIMEOUT`` — seconds a request body may take to arrive
+  (default 60; ``0`` = no deadline);
 * ``CERTLEDGER_FEDERATION_REGISTRY`` — the federation registry (TOML), else
   ``[federation] registry`` in the node's config.
 """
@@ -50,6 +52,7 @@ def api_settings(cfg: NodeConfig) -> ApiSettings:
         node_id=cfg.node_id,
         rate_per_client=_env_number("CERTLEDGER_API_RATE", defaults.rate_per_client),
         burst_per_client=max(1, int(_env_number("CERTLEDGER_API_BURST", defaults.burst_per_client))),
+        body_timeout=_env_number("CERTLEDGER_API_BODY_TIMEOUT", defaults.body_timeout),
     )
 
 

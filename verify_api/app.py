@@ -33,7 +33,7 @@ from signing.errors import CertLedgerError, InvalidInputError
 from signing.note.model import Verifier
 from verify_api import models, problems
 from verify_api.federation import FederatedAnswer, FederatedVerifier
-from verify_api.limits import ASGIApp, BodySizeLimit, RateLimit, Receive, RequestMetrics, Scope, Send
+from verify_api.limits import ASGIApp, BodyRefused, BodySizeLimit, RateLimit, Receive, RequestMetrics, Scope, Send
 from verify_api.proof_batch import ProofBatcher
 
 API_VERSION = "1.0.0"
@@ -81,6 +81,8 @@ class ApiSettings:
     #: tokens per second and burst per client address on public read endpoints (0 = off)
     rate_per_client: float = 200.0
     burst_per_client: int = 400
+    #: seconds a request body may take to arrive, from its first read (0 = no deadline)
+    body_timeout: float = 60.0
     extra_routes: list[Callable[[FastAPI], None]] = field(default_factory=list)
     #: request body limits of extra routes, by path (the default is ``max_record_bytes``)
     body_limits: dict[str, int] = field(default_factory=dict)
@@ -283,6 +285,7 @@ def create_app(
     app.add_exception_handler(CertLedgerError, problems.certledger_error_handler)
     app.add_exception_handler(RequestValidationError, problems.validation_error_handler)
     app.add_exception_handler(StarletteHTTPException, problems.http_error_handler)
+    app.add_exception_handler(BodyRefused, problems.body_refused_handler)
     app.add_exception_handler(Exception, problems.unexpected_error_handler)
 
     final_verdicts = _FinalVerdicts()
@@ -693,6 +696,7 @@ def create_app(
         BodySizeLimit,
         default_limit=cfg.max_record_bytes,
         limits={**cfg.body_limits, "/v1/verify": cfg.max_upload_bytes},
+        body_timeout=cfg.body_timeout,
     )
     return app
 

@@ -2,12 +2,16 @@
 
 Size: a declared Content-Length over the limit is refused before the body is
 read; a chunked body is counted as it streams and cut off at the limit.
+Time: the whole body must arrive within a deadline from its first read, so a
+client that declares a body and sends it a byte at a time cannot hold a request
+(and the worker awaiting it) open for ever; 408 when it does not.
 Rate: a token bucket per client address for the public read endpoints, so one
 client cannot starve the others; 429 with Retry-After when empty.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 import time
@@ -47,15 +51,52 @@ async def _problem(
     await send({"type": "http.response.body", "body": body})
 
 
-class _TooLarge(Exception):
-    pass
+class BodyRefused(Exception):
+    """Raised from ``receive`` into the app when a body breaks a limit.
+
+    A route that awaits the body itself lets the app's handler for this class answer
+    (problems.body_refused_handler: the app's catch-all would make it a 500);
+    otherwise :class:`BodySizeLimit` answers once the exception reaches it.
+    """
+
+    status = 400
+    reason = "request.malformed"
+    #: the connection cannot be reused: the rest of the body may still be on its way
+    close = False
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+    def headers(self) -> list[tuple[bytes, bytes]]:
+        return [(b"connection", b"close")] if self.close else []
+
+
+class _TooLarge(BodyRefused):
+    status = 413
+    reason = "request.too_large"
+
+
+class _TooSlow(BodyRefused):
+    status = 408
+    reason = "request.too_slow"
+    close = True
 
 
 class BodySizeLimit:
-    def __init__(self, app: ASGIApp, *, default_limit: int, limits: dict[str, int] | None = None) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        default_limit: int,
+        limits: dict[str, int] | None = None,
+        body_timeout: float = 60.0,
+    ) -> None:
         self.app = app
         self.default_limit = default_limit
         self.limits = limits or {}
+        #: seconds from the first read of a body to its last byte (0 = no deadline)
+        self.body_timeout = body_timeout
 
     def _limit(self, path: str) -> int:
         return self.limits.get(path, self.default_limit)
@@ -77,14 +118,27 @@ class BodySizeLimit:
                     return
         received = 0
         started = False
+        complete = False
+        deadline: float | None = None
+        loop = asyncio.get_running_loop()
 
         async def limited_receive() -> Message:
-            nonlocal received
-            message = await receive()
+            nonlocal received, complete, deadline
+            if complete or self.body_timeout <= 0:
+                # the body is in: what follows is the wait for a disconnect, which has no deadline
+                message = await receive()
+            else:
+                if deadline is None:
+                    deadline = loop.time() + self.body_timeout
+                try:
+                    message = await asyncio.wait_for(receive(), max(0.0, deadline - loop.time()))
+                except TimeoutError:
+                    raise _TooSlow(f"the request body did not arrive within {self.body_timeout:g} s") from None
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > limit:
-                    raise _TooLarge
+                    raise _TooLarge(f"body larger than {limit} bytes")
+                complete = not message.get("more_body", False)
             return message
 
         async def tracking_send(message: Message) -> None:
@@ -93,15 +147,17 @@ class BodySizeLimit:
                 started = True
             await send(message)
 
-        too_large = False
+        refused: BodyRefused | None = None
         try:
             await self.app(scope, limited_receive, tracking_send)
-        except* _TooLarge:
+        except* BodyRefused as group:
             # except*: middleware that reads the body in a task group (Starlette's
             # BaseHTTPMiddleware) hands the error up wrapped in an ExceptionGroup
-            too_large = True
-        if too_large and not started:
-            await _problem(send, 413, "request.too_large", f"body larger than {limit} bytes")
+            first = group.exceptions[0]
+            assert isinstance(first, BodyRefused)
+            refused = first
+        if refused is not None and not started:
+            await _problem(send, refused.status, refused.reason, refused.detail, refused.headers())
 
 
 class RateLimit:

@@ -25,6 +25,7 @@ from signing.errors import (
     TransportError,
     VerificationError,
 )
+from verify_api.limits import BodyRefused
 
 _log = structlog.get_logger("certledger.api")
 
@@ -88,6 +89,15 @@ async def http_error_handler(_request: Request, exc: Exception) -> JSONResponse:
         429: "request.rate_limited",
     }.get(exc.status_code, "request.error")
     return problem(exc.status_code, "Request error", str(exc.detail), reason)
+
+
+async def body_refused_handler(_request: Request, exc: Exception) -> JSONResponse:
+    # a body over its limit or too slow, seen by a route that awaits the body itself
+    assert isinstance(exc, BodyRefused)
+    response = problem(exc.status, "Request refused", exc.detail, exc.reason)
+    for name, value in exc.headers():
+        response.headers[name.decode()] = value.decode()
+    return response
 
 
 async def unexpected_error_handler(_request: Request, exc: Exception) -> JSONResponse:

@@ -1,0 +1,162 @@
+"""A request body must arrive within CERTLEDGER_API_BODY_TIMEOUT of its first read.
+
+A client that declares a body and sends it slowly used to hold the request, and the
+task awaiting it, open for as long as it liked (a byte now and then kept it alive).
+These tests talk raw HTTP/1.1 over a socket to a real ``certledger serve`` with a
+1.5 s deadline, so the timing is the server's, not a client library's.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import socket
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+from api_server import AgencySpec, ApiServer, TestNode, make_node, serving
+
+ORIGIN = "certledger.example/guangdong"
+SZ = "91440300MA5SZ00001"
+DEADLINE = 1.5
+_serial = itertools.count(1)
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}-{next(_serial):06d}"
+
+
+@pytest.fixture(scope="module")
+def node(tmp_path_factory: pytest.TempPathFactory) -> TestNode:
+    agencies = [AgencySpec(SZ, "深圳市市场监督管理局", ("4403",), ("1001",))]
+    return make_node(tmp_path_factory.mktemp("deadline") / "gd", ORIGIN, agencies)
+
+
+@pytest.fixture(scope="module")
+def server(node: TestNode) -> Iterator[ApiServer]:
+    srv = ApiServer(node.home, env={"CERTLEDGER_API_RATE": "0", "CERTLEDGER_API_BODY_TIMEOUT": str(DEADLINE)})
+    with serving(srv):
+        yield srv
+
+
+def _tree_size(server: ApiServer) -> int:
+    resp = httpx.get(f"{server.base_url}/v1/checkpoint", timeout=10)
+    resp.raise_for_status()
+    return int(resp.text.splitlines()[1])
+
+
+def _read_response(sock: socket.socket, timeout: float) -> tuple[int, dict[str, str], bytes, bool]:
+    """Status, headers, body of one response; and whether the server then closed the connection."""
+    sock.settimeout(timeout)
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise AssertionError(f"connection closed before a response: {data!r}")
+        data += chunk
+    head, _, rest = data.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    status = int(lines[0].split()[1])
+    headers = {k.strip().lower(): v.strip() for k, v in (line.split(":", 1) for line in lines[1:])}
+    length = int(headers["content-length"])
+    while len(rest) < length:
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        rest += chunk
+    try:
+        closed = sock.recv(1) == b""
+    except TimeoutError:
+        closed = False
+    return status, headers, rest[:length], closed
+
+
+def _open(
+    server: ApiServer, declared: int, path: str = "/v1/records", media_type: str = "application/json"
+) -> socket.socket:
+    sock = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+    sock.sendall(
+        f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: {media_type}\r\n"
+        f"Content-Length: {declared}\r\n\r\n".encode()
+    )
+    return sock
+
+
+def _assert_too_slow(status: int, headers: dict[str, str], body: bytes) -> dict[str, Any]:
+    assert status == 408, body
+    assert headers["content-type"] == "application/problem+json"
+    assert headers.get("connection") == "close"
+    problem: dict[str, Any] = json.loads(body)
+    assert problem["reason"] == "request.too_slow" and problem["status"] == 408
+    return problem
+
+
+def test_a_stalled_body_is_408_and_changes_nothing(server: ApiServer, node: TestNode) -> None:
+    before = _tree_size(server)
+    entry = node.issue(SZ, new_id("SLOW")).entry_bytes()
+    with _open(server, len(entry)) as sock:
+        started = time.monotonic()
+        sock.sendall(entry[:20])  # ...and never the rest
+        status, headers, body, closed = _read_response(sock, timeout=DEADLINE + 10)
+        waited = time.monotonic() - started
+    _assert_too_slow(status, headers, body)
+    assert closed, "the server keeps a connection whose body is still owed"
+    assert DEADLINE - 0.2 <= waited <= DEADLINE + 5, waited
+    assert _tree_size(server) == before
+
+
+def test_a_dripping_body_is_cut_off_at_the_deadline(server: ApiServer, node: TestNode) -> None:
+    # a byte every 0.25 s never leaves the connection idle: the deadline is for the whole body
+    entry = node.issue(SZ, new_id("DRIP")).entry_bytes()
+    with _open(server, len(entry)) as sock:
+        started = time.monotonic()
+        sock.settimeout(0.25)
+        answer = b""
+        for byte in entry:
+            sock.sendall(bytes([byte]))
+            try:
+                answer = sock.recv(65536)
+            except TimeoutError:
+                continue
+            break
+        waited = time.monotonic() - started
+        assert answer, "the server waited for the whole dripped body"
+        assert waited <= DEADLINE + 5, waited
+    assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
+    assert b"request.too_slow" in answer
+
+
+def test_a_slow_body_within_the_deadline_is_accepted(server: ApiServer, node: TestNode) -> None:
+    signed = node.issue(SZ, new_id("INTIME"))
+    entry = signed.entry_bytes()
+    with _open(server, len(entry)) as sock:
+        sock.sendall(entry[:100])
+        time.sleep(DEADLINE / 3)
+        sock.sendall(entry[100:])
+        status, _headers, body, _closed = _read_response(sock, timeout=30)
+    assert status == 201, body
+    assert json.loads(body)["record_hash"] == signed.record.record_hash()
+
+
+def test_a_routed_endpoint_answers_a_stalled_upload_with_408(server: ApiServer) -> None:
+    # /v1/verify reads its body inside FastAPI: the refusal must not become the catch-all 500
+    with _open(server, 4096, path="/v1/verify", media_type="application/pdf") as sock:
+        sock.sendall(b"%PDF-1.7\n")
+        status, headers, body, _closed = _read_response(sock, timeout=DEADLINE + 10)
+    _assert_too_slow(status, headers, body)
+
+
+def test_the_deadline_knob_is_validated(node: TestNode) -> None:
+    bad = ApiServer(node.home, env={"CERTLEDGER_API_BODY_TIMEOUT": "soon"})
+    bad.launch()
+    assert bad.proc is not None
+    try:
+        assert bad.proc.wait(timeout=60) != 0
+    finally:
+        bad.stop()
+    assert bad.log_path is not None
+    log = bad.log_path.read_text("utf-8")
+    assert "CERTLEDGER_API_BODY_TIMEOUT must be a number" in log and "Traceback" not in log
