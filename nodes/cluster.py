@@ -54,7 +54,15 @@ from ledger.service import Accepted, BatchResult, Ledger
 from ledger.state import Node
 from ledger.store import schema
 from nodes.etcd import Etcd, KeyValue, WatchCompacted, prefix_end
-from signing.errors import CertLedgerError, ConflictError, InvalidInputError, TransportError, VerificationError
+from nodes.handon_ticket import TICKET_HEADER, TICKET_LIFETIME, UNAUTHENTICATED, TicketCheck, issue_ticket
+from signing.errors import (
+    AuthorizationError,
+    CertLedgerError,
+    ConflictError,
+    InvalidInputError,
+    TransportError,
+    VerificationError,
+)
 from signing.note.model import Verifier
 
 _log = structlog.get_logger("certledger.cluster")
@@ -157,6 +165,10 @@ class ClusterNode:
         #: set when something is added to _queue (wakes the proposer)
         self._submitted = threading.Event()
         self._forward_http = httpx.Client(timeout=_FORWARD_TIMEOUT)
+        #: leader -> (ticket header, expiry) we hand submissions to it with (ADR 0017)
+        self._tickets: dict[str, tuple[str, int]] = {}
+        #: the leader's side: which node a hand-on comes from
+        self._ticket_check = TicketCheck(self.node_id)
         #: (kind, height/size, ...) of alarms already raised: a block retried forever is reported once
         self._alarmed: set[tuple[Any, ...]] = set()
         self._verifier_cache: dict[tuple[str, str, bytes, bytes], list[Verifier]] = {}
@@ -1023,10 +1035,33 @@ class ClusterNode:
         resp = self._forward_http.post(
             endpoint.rstrip("/") + "/v1/cluster/submissions",
             content=encode_submissions(entries),
-            headers={"content-type": SUBMISSIONS_MEDIA_TYPE},
+            headers={"content-type": SUBMISSIONS_MEDIA_TYPE, TICKET_HEADER: self._ticket_for(leader)},
         )
+        if resp.status_code == 403:
+            # our ticket was refused (clocks apart, a key change): the next round makes a new one
+            self._tickets.pop(leader, None)
+            _log.warning("the leader refused our hand-on ticket", leader=leader, answer=resp.text[:300])
         if resp.status_code != 202:
             raise TransportError(f"leader {leader} answered {resp.status_code}", reason="cluster.unavailable")
+
+    def _ticket_for(self, leader: str) -> str:
+        """Our ticket for handing submissions to ``leader``: a new one when half its life is gone."""
+        now = time.time()
+        held = self._tickets.get(leader)
+        if held is None or held[1] - now < TICKET_LIFETIME / 2:
+            identity = self.ledger.identity
+            assert identity is not None  # checked in __init__
+            held = self._tickets[leader] = issue_ticket(
+                identity.block_key, origin=self.origin, sender=self.node_id, leader=leader, now=now
+            )
+        return held[0]
+
+    def hand_on_sender(self, ticket: str | None) -> str:
+        """The node a hand-on to us comes from, by its ticket; AuthorizationError if none is valid."""
+        policy = self._quorum()
+        if policy is None:
+            raise AuthorizationError("no node policy to check a hand-on ticket against", reason=UNAUTHENTICATED)
+        return self._ticket_check.sender(ticket, origin=policy[0], nodes=policy[1], now=time.time())
 
     def _reject_watcher(self) -> None:
         while not self._stop.is_set():

@@ -37,6 +37,7 @@ from ledger.identity import NodeKeys
 from ledger.records import MAX_ENTRY_BYTES, SignedRecord
 from ledger.service import Ledger
 from nodes.cluster import SUBMISSIONS_MEDIA_TYPE, ClusterNode, ClusterSettings, decode_submissions
+from nodes.handon_ticket import TICKET_HEADER
 from signing.errors import InvalidInputError
 from verify_api.app import ApiSettings, create_app
 
@@ -102,7 +103,11 @@ def build_node(cfg: NodeRunConfig, passphrase: bytes) -> tuple[FastAPI, ClusterN
             "/v1/cluster/submissions",
             status_code=202,
             tags=["cluster"],
-            responses={409: {"description": "this node is not the leader"}, 503: {"description": "queue full"}},
+            responses={
+                403: {"description": "no valid node ticket (ADR 0017)"},
+                409: {"description": "this node is not the leader"},
+                503: {"description": "queue full"},
+            },
             openapi_extra={
                 "requestBody": {
                     "required": True,
@@ -115,8 +120,11 @@ def build_node(cfg: NodeRunConfig, passphrase: bytes) -> tuple[FastAPI, ClusterN
             """Submissions another node accepted, handed to the leader for its next blocks.
 
             Only queued: the leader checks every record when it proposes it, and the node that
-            accepted it acknowledges it once its block is in etcd (and final).
+            accepted it acknowledges it once its block is in etcd (and final). Only another node
+            of the policy may hand submissions on: its ticket is checked before the body is read.
             """
+            ticket = request.headers.get(TICKET_HEADER)
+            await asyncio.to_thread(node.hand_on_sender, ticket)  # raises AuthorizationError: 403
             body = await request.body()
 
             def take() -> int:

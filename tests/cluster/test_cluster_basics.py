@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -19,11 +20,16 @@ import httpx
 import pytest
 
 from ledger.checkpoint import Checkpoint, open_checkpoint, verify_quorum
+from ledger.identity import NodeKeys
+from ledger.records import SignedRecord
+from nodes.cluster import SUBMISSIONS_MEDIA_TYPE, encode_submissions
+from nodes.handon_ticket import TICKET_HEADER, issue_ticket
+from signing.sm2 import SM2PrivateKey
 from signing.sm3 import sm3
 from verify_api.anchors import TrustAnchors
 from verify_api.client import LedgerClient
 
-from .conftest import Cluster, start_cluster, stop_cluster
+from .conftest import Cluster, start_cluster, stop_cluster, wait_for
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(240)]
 
@@ -186,3 +192,45 @@ def test_a_burst_of_large_records_becomes_final_in_bounded_blocks(running: Clust
     assert len(per_block) >= 2
     assert max(per_block.values()) <= 1024 * 1024, per_block
     running.wait_converged(list(range(running.n)))
+
+
+def test_only_cluster_nodes_may_hand_submissions_to_the_leader(running: Cluster) -> None:
+    """POST /v1/cluster/submissions needs a ticket signed by another node of the policy (ADR 0017)."""
+    leader = running.leader()
+    other = (leader + 1) % running.n
+    url = running.api(leader) + "/v1/cluster/submissions"
+    passphrase = (running.layout.root / "passphrase").read_bytes().strip()
+    other_keys = NodeKeys.load(running.layout.node_dir(other) / "keys", passphrase)
+    origin = running.record().record.origin
+
+    def hand_on(rec: SignedRecord, ticket: str | None) -> httpx.Response:
+        headers = {"content-type": SUBMISSIONS_MEDIA_TYPE, **({TICKET_HEADER: ticket} if ticket else {})}
+        return httpx.post(url, content=encode_submissions([rec.entry_bytes()]), headers=headers, timeout=30)
+
+    def ticket(key: SM2PrivateKey, sender: str, to: str) -> str:
+        return issue_ticket(key, origin=origin, sender=sender, leader=to, now=time.time())[0]
+
+    refused = running.record()
+    for bad in (
+        None,  # no ticket at all
+        ticket(SM2PrivateKey.generate(), other_keys.node_id, f"node-{leader + 1}"),  # a stranger's key
+        ticket(other_keys.sm2, other_keys.node_id, other_keys.node_id),  # for another leader
+    ):
+        resp = hand_on(refused, bad)
+        assert resp.status_code == 403, resp.text
+        assert resp.headers["content-type"] == "application/problem+json"
+        assert resp.json()["reason"] == "cluster.unauthenticated"
+
+    # a real node's ticket: queued, proposed, final on every node
+    accepted = running.record()
+    resp = hand_on(accepted, ticket(other_keys.sm2, other_keys.node_id, f"node-{leader + 1}"))
+    assert resp.status_code == 202, resp.text
+    assert resp.json() == {"queued": 1}
+
+    def in_log(rec: SignedRecord) -> bool:
+        final = running.status(leader)["final_tree_size"]
+        return rec.record.record_hash() in running.entry_hashes(leader, 0, final).values()
+
+    wait_for(lambda: in_log(accepted), 60, "the handed-on record in a final block")
+    # a record handed on only with refused tickets was never queued: it is not in the log
+    assert not in_log(refused)
