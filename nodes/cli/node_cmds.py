@@ -34,6 +34,7 @@ def node_run(config_path: Path, passphrase_file: Path | None) -> None:
     import uvicorn
 
     from nodes.node_runner import NodeRunConfig, build_node
+    from verify_api.http_protocol import PROTOCOL
 
     cfg = NodeRunConfig.load(config_path)
     passphrase = read_passphrase(passphrase_file)
@@ -44,6 +45,6 @@ def node_run(config_path: Path, passphrase_file: Path | None) -> None:
     app, cluster_node = build_node(cfg, passphrase)
     cluster_node.start()
     try:
-        uvicorn.run(app, host=cfg.api_host, port=cfg.api_port, log_level="warning", access_log=False)
+        uvicorn.run(app, host=cfg.api_host, port=cfg.api_port, log_level="warning", access_log=False, http=PROTOCOL)
     finally:
         cluster_node.stop()

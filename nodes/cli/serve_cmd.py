@@ -34,12 +34,14 @@ def serve(
     """Serve the /v1 API (and the verification page) for the local node.
 
     Rate limits of the read endpoints: CERTLEDGER_API_RATE (requests/s per client
-    address, 0 = off) and CERTLEDGER_API_BURST.
+    address, 0 = off) and CERTLEDGER_API_BURST. A request body must arrive within
+    CERTLEDGER_API_BODY_TIMEOUT seconds once reading it begins (default 60, 0 = no limit).
     """
     import uvicorn
 
     from nodes.config import load_config
     from nodes.server import api_settings, build_app
+    from verify_api.http_protocol import PROTOCOL
 
     cfg = load_config(home)
     bind_host, bind_port = host or cfg.api_host, port or cfg.api_port
@@ -61,12 +63,13 @@ def serve(
             port=bind_port,
             log_level="warning",
             access_log=False,
+            http=PROTOCOL,
         )
         return
     app, closer = build_app(cfg, None if read_only else read_passphrase(passphrase_file), read_only=read_only)
     _announce(cfg.origin, bind_host, bind_port, read_only)
     try:
-        uvicorn.run(app, host=bind_host, port=bind_port, log_level="warning", access_log=False)
+        uvicorn.run(app, host=bind_host, port=bind_port, log_level="warning", access_log=False, http=PROTOCOL)
     finally:
         closer()
 

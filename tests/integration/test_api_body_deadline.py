@@ -1,9 +1,10 @@
-"""A request body must arrive within CERTLEDGER_API_BODY_TIMEOUT of its first read.
+"""What a client's pace and framing can do: a body must arrive within CERTLEDGER_API_BODY_TIMEOUT.
 
 A client that declares a body and sends it slowly used to hold the request, and the
 task awaiting it, open for as long as it liked (a byte now and then kept it alive).
 These tests talk raw HTTP/1.1 over a socket to a real ``certledger serve`` with a
-1.5 s deadline, so the timing is the server's, not a client library's.
+1.5 s deadline, so the timing is the server's, not a client library's. A request the
+HTTP parser cannot read is answered by the parser itself, still as problem+json.
 """
 
 from __future__ import annotations
@@ -160,3 +161,36 @@ def test_the_deadline_knob_is_validated(node: TestNode) -> None:
     assert bad.log_path is not None
     log = bad.log_path.read_text("utf-8")
     assert "CERTLEDGER_API_BODY_TIMEOUT must be a number" in log and "Traceback" not in log
+
+
+@pytest.mark.parametrize(
+    "request_bytes",
+    [
+        b"GARBAGE\r\n\r\n",
+        b"POST /v1/records HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n",
+        b"POST /v1/records HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+        b"GET /v1/checkpoint HTTP/1.1\r\nHost: x\r\nBad Header Line\r\n\r\n",
+    ],
+)
+def test_unparseable_http_is_a_problem_400(server: ApiServer, request_bytes: bytes) -> None:
+    # answered by the HTTP parser before any app code runs: still the API's one error shape
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.sendall(request_bytes)
+        status, headers, body, closed = _read_response(sock, timeout=10)
+    assert status == 400, body
+    assert headers["content-type"] == "application/problem+json"
+    problem = json.loads(body)
+    assert problem["status"] == 400 and problem["reason"] == "request.malformed" and problem["detail"]
+    assert closed
+
+
+def test_worker_processes_answer_unparseable_http_as_a_problem_too(node: TestNode) -> None:
+    # `serve --workers` starts fresh interpreters: the protocol must reach them by its import name
+    srv = ApiServer(node.home, read_only=True, workers=2, env={"CERTLEDGER_API_RATE": "0"})
+    with serving(srv):
+        assert httpx.get(f"{srv.base_url}/v1/checkpoint", timeout=10).status_code == 200
+        with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as sock:
+            sock.sendall(b"GARBAGE\r\n\r\n")
+            status, headers, body, _closed = _read_response(sock, timeout=10)
+    assert status == 400 and headers["content-type"] == "application/problem+json", body
+    assert json.loads(body)["reason"] == "request.malformed"
