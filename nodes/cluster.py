@@ -520,18 +520,17 @@ class ClusterNode:
             if node is not None:  # a node admitted after our height is checked when its block is applied
                 block.verify(node.sm2_public_key)
         except CertLedgerError as exc:
-            self._alarm(
-                "invalid_block",
-                {
-                    "height": height,
-                    "reason": exc.reason,
-                    "message": str(exc),
-                    "block": base64.b64encode(value).decode(),
-                },
-                key=("invalid_block", height, value),
-            )
+            self._invalid_etcd_block(height, value, exc)
             return False
         return True
+
+    def _invalid_etcd_block(self, height: int, value: bytes, exc: CertLedgerError) -> None:
+        """Alarm once for a value under block/<height> that is no block its named proposer signed."""
+        self._alarm(
+            "invalid_block",
+            {"height": height, "reason": exc.reason, "message": str(exc), "block": base64.b64encode(value).decode()},
+            key=("invalid_block", height, value),
+        )
 
     def _apply_one(self, height: int, value: bytes) -> None:
         try:
@@ -632,16 +631,7 @@ class ClusterNode:
             block.verify(node.sm2_public_key)
         except CertLedgerError as exc:
             # not signed by the node it names: junk in etcd, not evidence against that node
-            self._alarm(
-                "invalid_block",
-                {
-                    "height": height,
-                    "reason": exc.reason,
-                    "message": str(exc),
-                    "block": base64.b64encode(value).decode(),
-                },
-                key=("invalid_block", height, value),
-            )
+            self._invalid_etcd_block(height, value, exc)
             return
         # the proposer signed two different blocks for one height: proof of a fork
         self._alarm(
