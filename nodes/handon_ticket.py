@@ -28,6 +28,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
 
+from ledger.sequencer import OverloadedError
 from ledger.state import Node
 from signing.errors import AuthorizationError, CertLedgerError
 from signing.sm2 import SM2PrivateKey
@@ -42,6 +43,8 @@ CLOCK_SKEW: Final = 60
 _TAG: Final = "certledger hand-on ticket v1"
 _MAX_HEADER: Final = 2048
 _REMEMBERED: Final = 256
+#: tickets verified at once (an SM2 verification each)
+_VERIFYING: Final = 2
 UNAUTHENTICATED: Final = "cluster.unauthenticated"
 
 
@@ -75,7 +78,12 @@ def _b64(data: bytes) -> str:
 
 
 def _unb64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text.encode("ascii"))
+    """Strict base64url: the decoder drops characters outside the alphabet, so one ticket would
+    have many header forms (each verified afresh, each a cache entry); only the canonical one counts."""
+    data = base64.b64decode(text.encode("ascii"), altchars=b"-_", validate=True)
+    if _b64(data) != text:
+        raise ValueError("not in canonical base64url")
+    return data
 
 
 def issue_ticket(key: SM2PrivateKey, *, origin: str, sender: str, leader: str, now: float) -> tuple[str, int]:
@@ -93,6 +101,7 @@ class TicketCheck:
         #: header value -> (sender, expiry, the sender's SM2 key point) of tickets that verified
         self._verified: OrderedDict[str, tuple[str, int, tuple[int, int]]] = OrderedDict()
         self._lock = threading.Lock()
+        self._verifying = threading.BoundedSemaphore(_VERIFYING)
 
     def sender(self, header: str | None, *, origin: str, nodes: Sequence[Node], now: float) -> str:
         if not header:
@@ -104,6 +113,8 @@ class TicketCheck:
             raise AuthorizationError("the node ticket is too long", reason=UNAUTHENTICATED)
         with self._lock:
             known = self._verified.get(header)
+            if known is not None:
+                self._verified.move_to_end(header)  # least recently used goes first, not oldest
         if known is not None:
             sender, expires, point = known
             node = next((n for n in nodes if n.id == sender), None)
@@ -112,7 +123,14 @@ class TicketCheck:
                 return sender
             with self._lock:
                 self._verified.pop(header, None)
-        ticket, node = self._check(header, origin=origin, nodes=nodes, now=now)
+        # a ticket not seen before costs an SM2 verification: a few at a time, so a flood of forged
+        # ones cannot occupy every thread the API has (the sender tries again on its next round)
+        if not self._verifying.acquire(blocking=False):
+            raise OverloadedError("too many node tickets being checked at once; try again")
+        try:
+            ticket, node = self._check(header, origin=origin, nodes=nodes, now=now)
+        finally:
+            self._verifying.release()
         with self._lock:
             self._verified[header] = (ticket.sender, ticket.expires, (node.sm2_public_key.x, node.sm2_public_key.y))
             while len(self._verified) > _REMEMBERED:

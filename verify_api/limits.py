@@ -64,9 +64,11 @@ class BodyRefused(Exception):
     #: the connection cannot be reused: the rest of the body may still be on its way
     close = False
 
-    def __init__(self, detail: str) -> None:
+    def __init__(self, detail: str, *, close: bool | None = None) -> None:
         super().__init__(detail)
         self.detail = detail
+        if close is not None:
+            self.close = close
 
     def headers(self) -> list[tuple[bytes, bytes]]:
         return [(b"connection", b"close")] if self.close else []
@@ -131,14 +133,17 @@ class BodySizeLimit:
                 if deadline is None:
                     deadline = loop.time() + self.body_timeout
                 try:
-                    message = await asyncio.wait_for(receive(), max(0.0, deadline - loop.time()))
+                    # a timeout scope, not wait_for: no task per read of every body
+                    async with asyncio.timeout_at(deadline):
+                        message = await receive()
                 except TimeoutError:
                     raise _TooSlow(f"the request body did not arrive within {self.body_timeout:g} s") from None
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > limit:
-                    raise _TooLarge(f"body larger than {limit} bytes")
                 complete = not message.get("more_body", False)
+                if received > limit:
+                    # cut off mid-stream, the rest may still be coming: the connection is not reused
+                    raise _TooLarge(f"body larger than {limit} bytes", close=not complete)
             return message
 
         async def tracking_send(message: Message) -> None:
@@ -152,12 +157,20 @@ class BodySizeLimit:
             await self.app(scope, limited_receive, tracking_send)
         except* BodyRefused as group:
             # except*: middleware that reads the body in a task group (Starlette's
-            # BaseHTTPMiddleware) hands the error up wrapped in an ExceptionGroup
-            first = group.exceptions[0]
-            assert isinstance(first, BodyRefused)
-            refused = first
+            # BaseHTTPMiddleware) hands the error up wrapped in an ExceptionGroup (maybe nested)
+            refused = _first_refusal(group)
         if refused is not None and not started:
             await _problem(send, refused.status, refused.reason, refused.detail, refused.headers())
+
+
+def _first_refusal(error: BaseException) -> BodyRefused | None:
+    if isinstance(error, BodyRefused):
+        return error
+    for inner in getattr(error, "exceptions", ()):
+        found = _first_refusal(inner)
+        if found is not None:
+            return found
+    return None
 
 
 class RateLimit:
@@ -226,6 +239,13 @@ class RequestMetrics:
 
         try:
             await self.app(scope, receive, recording_send)
+        except BaseException as exc:
+            # a body refusal is answered outside this middleware (BodySizeLimit): count what the
+            # client gets, not a 500 (re-raised as it came, grouped or not)
+            refused = _first_refusal(exc)
+            if refused is not None and status == 500:
+                status = refused.status
+            raise
         finally:
             route = scope.get("route")
             name = getattr(route, "path", "unmatched")

@@ -130,10 +130,24 @@ class _Connection:
         self.writer: asyncio.StreamWriter | None = None
 
     async def post(self, path: str, body: bytes, timeout: float) -> tuple[int, bytes]:
+        deadline = time.perf_counter() + timeout
+        reused = self.writer is not None
         try:
             return await asyncio.wait_for(self._post(path, body), timeout)
+        except ConnectionError:  # closed or reset before an answer began (not a half-read one)
+            self.close()
+            if not reused:
+                raise
+            # the server closed an idle kept-alive connection (uvicorn: after 5 s) as we wrote on
+            # it: what any HTTP client does, once, on a new connection (resubmitting is safe: a
+            # committed record gets its acknowledgement again). The latency counts both tries.
         except BaseException:
             self.close()  # a half-read answer must not be read as the next one's
+            raise
+        try:
+            return await asyncio.wait_for(self._post(path, body), max(0.0, deadline - time.perf_counter()))
+        except BaseException:
+            self.close()
             raise
 
     async def _post(self, path: str, body: bytes) -> tuple[int, bytes]:

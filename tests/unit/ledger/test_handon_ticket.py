@@ -16,6 +16,7 @@ import pytest
 
 from ledger.blocks import BLOCK_SIGNER_ID
 from ledger.identity import NodeKeys
+from ledger.sequencer import OverloadedError
 from ledger.service import Ledger
 from ledger.state import Node
 from nodes.cluster import ClusterNode, ClusterSettings
@@ -28,7 +29,7 @@ from nodes.handon_ticket import (
     issue_ticket,
 )
 from signing.errors import AuthorizationError
-from signing.sm2 import SM2PrivateKey
+from signing.sm2 import SM2PrivateKey, SM2PublicKey
 
 from .builders import ORIGIN, T0, KeyRing, build_genesis
 
@@ -144,6 +145,46 @@ def test_a_ticket_with_malformed_der_is_refused() -> None:
     text = Ticket(ORIGIN, "node-2", "node-1", int(NOW) + 60).text()
     for sig in (b"", b"\x30\x03\x02\x01", b"\x30" + b"\xff" * 70, b"\x00" * 64):
         assert "does not verify" in _refused(f"{_b64(text)}.{_b64(sig)}")
+
+
+def test_a_ticket_has_one_header_form() -> None:
+    # the base64 decoder would drop characters outside the alphabet: every variant would verify
+    # afresh and take a place among the remembered tickets
+    header = _ticket()
+    text, sig = header.split(".")
+    for variant in (header + "=", header + "====", header + "!", "!" + header, f"{text}.{sig}\n", f"{text} .{sig}"):
+        assert "malformed" in _refused(variant), variant
+    padded = base64.urlsafe_b64encode(Ticket(ORIGIN, "node-2", "node-1", int(NOW) + 60).text()).decode()
+    assert "=" not in padded or "malformed" in _refused(padded.rstrip("=") + "." + sig)
+
+
+def test_a_verified_ticket_is_not_verified_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[bytes] = []
+    real = SM2PublicKey.verify
+
+    def counting(self: SM2PublicKey, sig: bytes, message: bytes, **kwargs: object) -> None:
+        calls.append(message)
+        real(self, sig, message, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(SM2PublicKey, "verify", counting)
+    check = TicketCheck("node-1")
+    header = _ticket()
+    for i in range(5):
+        assert check.sender(header, origin=ORIGIN, nodes=NODES, now=NOW + i) == "node-2"
+    assert len(calls) == 1
+
+
+def test_new_tickets_are_verified_a_few_at_a_time() -> None:
+    check = TicketCheck("node-1")
+    remembered = _ticket(now=NOW - 10)
+    check.sender(remembered, origin=ORIGIN, nodes=NODES, now=NOW)
+    # every verification slot busy (a flood of forged tickets): a new ticket waits its turn
+    while check._verifying.acquire(blocking=False):
+        pass
+    with pytest.raises(OverloadedError):
+        check.sender(_ticket(), origin=ORIGIN, nodes=NODES, now=NOW)
+    # a remembered one needs no slot
+    assert check.sender(remembered, origin=ORIGIN, nodes=NODES, now=NOW) == "node-2"
 
 
 def test_a_verified_ticket_stops_counting_when_its_node_leaves_or_changes_key() -> None:
