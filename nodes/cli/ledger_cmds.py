@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -81,7 +82,11 @@ def _progress() -> Progress:
 @click.option("--node-name", default="department node", show_default=True)
 @click.option("--authority-id", default="governance", show_default=True, help="Governance authority ID.")
 @click.option("--authority-name", default="Provincial data authority", show_default=True)
-@click.option("--database", help="SQLAlchemy URL (default: SQLite file in the home directory).")
+@click.option(
+    "--database",
+    help="SQLAlchemy URL or SQLite file path, relative to the home (default: $CERTLEDGER_DATABASE, "
+    "else ledger.db in the home directory).",
+)
 @click.option("--time-window", default=300, show_default=True, help="Accepted record clock skew, seconds.")
 @click.option("--public-url", default="", help="Where this node's API will be reachable.")
 @json_option
@@ -107,10 +112,12 @@ def init(
             reason="key.passphrase",
         )
     cfg = NodeConfig(home=resolve_home(home), node_id=node_id, public_url=public_url)
-    if database:
-        cfg.database = database
-    else:
-        cfg.database = cfg.default_database()
+    # the same sources and rules as every later command (nodes/config.py load_config): the option,
+    # else CERTLEDGER_DATABASE; a bare path is the home's, wherever init runs from
+    database = database or os.environ.get("CERTLEDGER_DATABASE") or ""
+    if database and "://" not in database and not Path(database).is_absolute():
+        database = str((cfg.home / database).resolve())
+    cfg.database = database or cfg.default_database()
     node = init_node(
         cfg,
         passphrase,

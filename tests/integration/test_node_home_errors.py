@@ -81,3 +81,32 @@ def test_a_bad_log_level_is_refused(
     run_cli: Callable[..., Any], home: Path, args: tuple[str, ...], env: dict[str, str]
 ) -> None:
     _run(run_cli, home, *args, "checkpoint", **env).assert_error("config.invalid")
+
+
+def _ok(result: Any) -> None:
+    assert result.rc == 0, result.stderr
+
+
+def test_init_takes_the_database_from_the_environment_and_resolves_a_bare_path_in_the_home(
+    run_cli: Callable[..., Any], tmp_path: Path
+) -> None:
+    # init reads the database as every later command does: --database, else CERTLEDGER_DATABASE,
+    # a bare path relative to the home (it used to ignore the variable and resolve against the cwd)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    env = {"CERTLEDGER_PASSPHRASE": "init test 口令"}
+    by_env = tmp_path / "by-env"
+    in_db = tmp_path / "db" / "from-env.db"
+    in_db.parent.mkdir()
+    _ok(
+        run_cli(
+            "init", "--home", by_env, "--origin", ORIGIN, env={**env, "CERTLEDGER_DATABASE": str(in_db)}, cwd=elsewhere
+        )
+    )
+    assert in_db.exists() and not (by_env / "ledger.db").exists()
+    _ok(run_cli("checkpoint", "--home", by_env, env={"CERTLEDGER_DATABASE": str(in_db)}, cwd=elsewhere))
+
+    bare = tmp_path / "bare"
+    _ok(run_cli("init", "--home", bare, "--origin", ORIGIN, "--database", "rel.db", env=env, cwd=elsewhere))
+    assert (bare / "rel.db").exists() and not (elsewhere / "rel.db").exists()
+    _ok(run_cli("checkpoint", "--home", bare, cwd=elsewhere))
