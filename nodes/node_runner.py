@@ -38,8 +38,11 @@ from ledger.records import MAX_ENTRY_BYTES, SignedRecord
 from ledger.service import Ledger
 from nodes.cluster import SUBMISSIONS_MEDIA_TYPE, ClusterNode, ClusterSettings, decode_submissions
 from nodes.handon_ticket import TICKET_HEADER
+from nodes.server import env_api_settings
 from signing.errors import InvalidInputError
-from verify_api.app import ApiSettings, create_app
+from verify_api.app import create_app
+from verify_api.verify_route import verify_routes
+from verify_api.web_routes import install_web_routes
 
 
 @dataclass(frozen=True)
@@ -140,11 +143,11 @@ def build_node(cfg: NodeRunConfig, passphrase: bytes) -> tuple[FastAPI, ClusterN
             with ledger.store.read() as conn:
                 return {"evidence": ledger.store.evidence(conn)}
 
-    settings = ApiSettings(
-        node_id=cfg.node_id,
-        extra_routes=[cluster_routes],
-        # a hand-on carries up to 1 MiB of entries, the last of them up to one record larger
-        body_limits={"/v1/cluster/submissions": 2 * 1024 * 1024 + 2 * MAX_ENTRY_BYTES},
-    )
+    # the knobs of `serve` (CERTLEDGER_API_RATE, _BURST, _BODY_TIMEOUT), and the same file
+    # verification (roots in <home>/trust/) and verification page as a single node's API
+    settings = env_api_settings(cfg.node_id)
+    settings.extra_routes += [cluster_routes, verify_routes(cfg.home / "trust"), install_web_routes]
+    # a hand-on carries up to 1 MiB of entries, the last of them up to one record larger
+    settings.body_limits["/v1/cluster/submissions"] = 2 * 1024 * 1024 + 2 * MAX_ENTRY_BYTES
     app = create_app(ledger, sequencer=node, settings=settings)
     return app, node

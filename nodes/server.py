@@ -47,9 +47,14 @@ def _env_number(name: str, default: float) -> float:
 
 def api_settings(cfg: NodeConfig) -> ApiSettings:
     """API settings of the node at ``cfg``, with the environment's rate-limit knobs applied."""
+    return env_api_settings(cfg.node_id)
+
+
+def env_api_settings(node_id: str) -> ApiSettings:
+    """API settings for node ``node_id`` with the knobs of the environment (``serve`` and ``node run``)."""
     defaults = ApiSettings()
     return ApiSettings(
-        node_id=cfg.node_id,
+        node_id=node_id,
         rate_per_client=_env_number("CERTLEDGER_API_RATE", defaults.rate_per_client),
         burst_per_client=max(1, int(_env_number("CERTLEDGER_API_BURST", defaults.burst_per_client))),
         body_timeout=_env_number("CERTLEDGER_API_BODY_TIMEOUT", defaults.body_timeout),

@@ -232,3 +232,24 @@ def test_only_cluster_nodes_may_hand_submissions_to_the_leader(running: Cluster)
         return rec.record.record_hash() in running.entry_hashes(leader, 0, final).values()
 
     wait_for(lambda: in_log(accepted), 60, "the handed-on record in a final block")
+
+
+def test_every_node_serves_the_verification_page_and_lookup(running: Cluster) -> None:
+    """A cluster node's API is a full node API: the page, file verification and lookup by licence."""
+    rec = running.record()
+    lid = rec.record.payload["licence_id"]
+    running.submit_ok(1, rec)
+    for i in range(running.n):
+        page = httpx.get(running.api(i) + "/", timeout=10)
+        assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+
+        def looked_up(node: int = i) -> bool:  # final on every node soon after the ack
+            answer = httpx.get(f"{running.api(node)}/v1/lookup/{lid}", timeout=10)
+            return answer.status_code == 200 and answer.json()["status"] == "ACTIVE"
+
+        wait_for(looked_up, 30, f"node-{i + 1} to find {lid}")
+        # a file upload reaches the verifier (junk bytes: refused as a malformed file, not a 404)
+        junk = httpx.post(
+            f"{running.api(i)}/v1/verify", content=b"not a licence", headers={"content-type": "application/pdf"}
+        )
+        assert junk.status_code == 422, junk.text
