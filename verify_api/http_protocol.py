@@ -1,4 +1,4 @@
-"""uvicorn's HTTP/1.1 protocol, with its one answer of its own as problem+json.
+"""uvicorn's HTTP/1.1 protocol, with its own answers as problem+json and limits on request heads.
 
 A request uvicorn cannot parse (broken framing, an invalid header line, a bad chunk
 size) never reaches the app: uvicorn answers it ``400`` with a text/plain body and
@@ -6,37 +6,85 @@ closes the connection. Every other error of the API is ``application/problem+jso
 with a reason code, so clients handle one error shape; this protocol writes that shape
 for the parser's 400 too (reason ``request.malformed``).
 
-``send_400_response`` is uvicorn's hook for exactly this answer (in its httptools
+uvicorn's httptools protocol also puts no bound on a request's head (request line and
+headers): a client could open connections and send a header byte now and then, or one
+header of gigabytes, and each connection would hold its buffers for as long as the
+client liked, before any of the app's limits (which start with the body) could act.
+This protocol bounds both:
+
+* **time**: the head must arrive within ``CERTLEDGER_API_HEAD_TIMEOUT`` seconds
+  (default 20; ``0`` = no deadline) of the connection opening or of the request's
+  first byte; otherwise ``408`` ``request.too_slow`` and the connection is closed. A
+  new connection that sent nothing at all is closed without an answer, as uvicorn
+  closes an idle kept-alive one;
+* **size**: at most :data:`MAX_HEAD_BYTES` bytes of head; beyond it ``431``
+  ``request.head_too_large`` and the connection is closed. Bytes are counted as they
+  are read. A read that also holds the end of the previous request (pipelining) does
+  not count, since where the new head starts in it is unknown: such a head may exceed
+  the bound by at most that one read (256 KiB) before it is refused, and no head is
+  ever refused for bytes that were not its own.
+
+``send_400_response`` is uvicorn's hook for the parser's answer (in its httptools
 protocol since 0.13). If a uvicorn release renames it, :data:`PROTOCOL` falls back to
-uvicorn's own choice ("auto") and the answer is text/plain again, with the same status.
+uvicorn's own choice ("auto"): text/plain 400s, and no head limits.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+import math
+import os
+from collections.abc import Mapping
 from typing import Any
 
+from signing.errors import InvalidInputError
 from verify_api.problems import PROBLEM_JSON
 
 _BASE = "https://certledger.example/problems/"
 
+#: the variable of the head deadline, and its default in seconds
+HEAD_TIMEOUT_ENV = "CERTLEDGER_API_HEAD_TIMEOUT"
+DEFAULT_HEAD_TIMEOUT = 20.0
+#: bytes a request line plus headers may take (nginx allows 4 x 8 KiB, Node 16 KiB); the
+#: API's own headers are a few hundred bytes, the largest a hand-on ticket (~400)
+MAX_HEAD_BYTES = 64 * 1024
 
-def problem_body(detail: str) -> bytes:
+_REASONS = {
+    400: ("Bad Request", "Malformed request", "request.malformed"),
+    408: ("Request Timeout", "Request too slow", "request.too_slow"),
+    431: ("Request Header Fields Too Large", "Request head too large", "request.head_too_large"),
+}
+
+
+def head_timeout(environ: Mapping[str, str] | None = None) -> float:
+    """The head deadline from ``CERTLEDGER_API_HEAD_TIMEOUT``; a bad value is ``config.invalid``."""
+    value = (os.environ if environ is None else environ).get(HEAD_TIMEOUT_ENV)
+    if value is None or value == "":
+        return DEFAULT_HEAD_TIMEOUT
+    try:
+        number = float(value)
+    except ValueError:
+        number = math.nan
+        wanted = "a number"
+    else:
+        wanted = "a finite number >= 0"
+    if not math.isfinite(number) or number < 0:
+        raise InvalidInputError(f"{HEAD_TIMEOUT_ENV} must be {wanted}, not {value!r}", reason="config.invalid")
+    return number
+
+
+def problem_body(detail: str, status: int = 400) -> bytes:
+    _phrase, title, reason = _REASONS[status]
     return json.dumps(
-        {
-            "type": _BASE + "request.malformed",
-            "title": "Malformed request",
-            "status": 400,
-            "detail": detail,
-            "reason": "request.malformed",
-        }
+        {"type": _BASE + reason, "title": title, "status": status, "detail": detail, "reason": reason}
     ).encode()
 
 
-def _problem_400(protocol: Any, msg: str) -> None:
-    """Our ``send_400_response``: the same answer as uvicorn's (status, headers, close), as a problem."""
-    body = problem_body(msg)
-    content = [b"HTTP/1.1 400 Bad Request\r\n"]
+def _answer(protocol: Any, status: int, detail: str) -> None:
+    """Write a problem answer on the transport and close it, as uvicorn's own ``send_400_response`` does."""
+    body = problem_body(detail, status)
+    content = [f"HTTP/1.1 {status} {_REASONS[status][0]}\r\n".encode("ascii")]
     for name, value in protocol.server_state.default_headers:
         content.extend([name, b": ", value, b"\r\n"])
     content.extend(
@@ -52,6 +100,11 @@ def _problem_400(protocol: Any, msg: str) -> None:
     protocol.transport.close()
 
 
+def _problem_400(protocol: Any, msg: str) -> None:
+    """Our ``send_400_response``: the same answer as uvicorn's (status, headers, close), as a problem."""
+    _answer(protocol, 400, msg)
+
+
 #: what to pass as uvicorn's ``http`` setting: a class at module level, so that uvicorn's
 #: worker processes (``serve --workers``) can import it by name
 PROTOCOL: Any = "auto"
@@ -64,7 +117,96 @@ else:
     if callable(getattr(HttpToolsProtocol, "send_400_response", None)):
 
         class ProblemHttpToolsProtocol(HttpToolsProtocol):
+            # read once per process: `serve` has validated the variable before binding the port
+            _head_timeout: float | None = None
+
+            def __init__(self, *args: Any, **kwargs: Any) -> None:
+                super().__init__(*args, **kwargs)
+                if ProblemHttpToolsProtocol._head_timeout is None:
+                    ProblemHttpToolsProtocol._head_timeout = head_timeout()
+                self._head_timer: asyncio.TimerHandle | None = None
+                # a head is owed from the moment the connection opens until its headers are complete
+                self._head_pending = True
+                self._head_bytes = 0
+                self._message_ended_in_read = False
+                self._got_bytes = False
+                self._refused = False
+
             def send_400_response(self, msg: str) -> None:
                 _problem_400(self, msg)
+
+            # -- the head deadline --------------------------------------------------------
+            def _arm_head_timer(self) -> None:
+                timeout = self._head_timeout or 0.0
+                if timeout > 0 and self._head_timer is None:
+                    self._head_timer = self.loop.call_later(timeout, self._head_too_slow)
+
+            def _disarm_head_timer(self) -> None:
+                if self._head_timer is not None:
+                    self._head_timer.cancel()
+                    self._head_timer = None
+
+            def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+                super().connection_made(transport)
+                self._arm_head_timer()
+
+            def connection_lost(self, exc: Exception | None) -> None:
+                self._disarm_head_timer()
+                super().connection_lost(exc)
+
+            def _head_too_slow(self) -> None:
+                self._head_timer = None
+                if self.transport.is_closing() or not self._head_pending:
+                    return
+                if not self._got_bytes:
+                    self.transport.close()  # a connection that never said anything gets no answer
+                    return
+                self._refuse(408, f"the request head did not arrive within {self._head_timeout:g} s")
+
+            def _refuse(self, status: int, detail: str) -> None:
+                self._refused = True
+                self._disarm_head_timer()
+                self.logger.warning("refused a request head: %s", detail)
+                if self.cycle is not None and not self.cycle.response_complete:
+                    # a pipelined head behind a request still being answered: finish that
+                    # answer, then close instead of reading on
+                    self.cycle.keep_alive = False
+                    self.flow.pause_reading()
+                    return
+                _answer(self, status, detail)
+
+            # -- reading ------------------------------------------------------------------
+            def data_received(self, data: bytes) -> None:
+                if self._refused:
+                    return
+                self._got_bytes = True
+                # a read that starts while a head is owed is all head, unless a request
+                # also ends in it: then where the next head starts in it is unknown
+                counted = self._head_pending
+                self._message_ended_in_read = False
+                super().data_received(data)
+                if self._refused or self.transport.is_closing() or not self._head_pending:
+                    return
+                if counted and not self._message_ended_in_read:
+                    self._head_bytes += len(data)
+                if self._head_bytes > MAX_HEAD_BYTES:
+                    self._refuse(431, f"the request line and headers exceed {MAX_HEAD_BYTES} bytes")
+
+            def on_message_begin(self) -> None:
+                super().on_message_begin()
+                self._arm_head_timer()
+
+            def on_headers_complete(self) -> None:
+                self._head_pending = False
+                self._disarm_head_timer()
+                super().on_headers_complete()
+
+            def on_message_complete(self) -> None:
+                super().on_message_complete()
+                # whatever the client sends next is the next request's head (its deadline
+                # starts with its first byte; until then uvicorn's keep-alive timeout runs)
+                self._head_pending = True
+                self._head_bytes = 0
+                self._message_ended_in_read = True
 
         PROTOCOL = ProblemHttpToolsProtocol

@@ -35,7 +35,8 @@ def serve(
 
     Rate limits of the read endpoints: CERTLEDGER_API_RATE (requests/s per client
     address, 0 = off) and CERTLEDGER_API_BURST. A request body must arrive within
-    CERTLEDGER_API_BODY_TIMEOUT seconds once reading it begins (default 60, 0 = no limit).
+    CERTLEDGER_API_BODY_TIMEOUT seconds once reading it begins (default 60, 0 = no limit);
+    the request line and headers within CERTLEDGER_API_HEAD_TIMEOUT seconds (default 20).
     """
     import uvicorn
 
