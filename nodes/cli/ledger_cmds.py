@@ -295,6 +295,12 @@ def record() -> None:
 @click.option("--payload", "payload_path", required=True, help="JSON file with the type-specific payload (- = stdin).")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Output file (default: stdout).")
 @home_option
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Print JSON: the record's type, hash and signer, --out, and (without --out) the signed record itself.",
+)
 @handle_errors
 def record_new(
     rtype: str,
@@ -305,8 +311,9 @@ def record_new(
     payload_path: str,
     out: Path | None,
     home: Path | None,
+    as_json: bool,
 ) -> None:
-    """Build a record from a JSON payload and sign it; prints the signed record (canonical JSON)."""
+    """Build a record from a JSON payload and sign it; prints the signed record (canonical JSON) or writes --out."""
     try:
         payload = json.loads(read_input(payload_path, MAX_ENTRY_BYTES), object_pairs_hook=_no_duplicate_names)
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:
@@ -331,12 +338,25 @@ def record_new(
     )
     key_id = "" if governance else keys[0].public_key.key_id
     rec = Record(kind, origin, now_utc(), new_nonce(), "" if governance else agency_id, key_id, payload)
-    data = sign_record(rec, keys).entry_bytes()
-    if out is None:
+    signed = sign_record(rec, keys)
+    data = signed.entry_bytes()
+    who = "the governance authority" if governance else agency_id
+    if out is not None:
+        out.write_bytes(data + b"\n")
+    if as_json:
+        summary: dict[str, Any] = {
+            "type": kind.value,
+            "record_hash": signed.record.record_hash(),
+            "signed_by": "governance" if governance else agency_id,
+            "key_ids": [k.public_key.key_id for k in keys],
+            "out": None if out is None else str(out),
+        }
+        if out is None:
+            summary["record"] = json.loads(data)
+        emit(summary, True)
+    elif out is None:
         click.echo(data.decode("utf-8"))
     else:
-        out.write_bytes(data + b"\n")
-        who = "the governance authority" if governance else agency_id
         click.echo(f"wrote {out}: {kind} record signed by {who} (submit it with `certledger submit {out}`)", err=True)
 
 

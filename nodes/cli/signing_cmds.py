@@ -118,6 +118,12 @@ def _signer_id(value: str) -> bytes:
 @click.option("--out", type=click.Path(path_type=Path), help="Signature file (default: stdout).")
 @click.option("--backend", type=click.Choice(["libcrypto", "reference"]), help="SM2 backend.")
 @click.argument("file")
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Print JSON (key ID, signer ID, the signature as base64 of its DER form, --out) instead of the signature.",
+)
 @handle_errors
 def sign(
     key_path: Path,
@@ -127,16 +133,30 @@ def sign(
     out: Path | None,
     backend: str | None,
     file: str,
+    as_json: bool,
 ) -> None:
-    """Sign FILE (or - for stdin) with SM2/SM3."""
+    """Sign FILE (or - for stdin) with SM2/SM3; writes the signature to --out or stdout."""
     key = SM2PrivateKey.load(key_path, read_passphrase(passphrase_file))
-    sig = key.sign(read_input(file), signer_id=_signer_id(signer_id), backend=get_backend(backend))
+    sid = _signer_id(signer_id)
+    sig = key.sign(read_input(file), signer_id=sid, backend=get_backend(backend))
     data = {"der": sig, "raw": der_to_raw(sig), "base64": base64.b64encode(sig) + b"\n"}[fmt]
-    if out is None:
+    if out is not None:
+        out.write_bytes(data)
+    if as_json:
+        # binary signatures and JSON cannot share stdout: the JSON carries the signature itself
+        emit(
+            {
+                "key_id": key.public_key.key_id,
+                "signer_id": sid.decode("utf-8", "backslashreplace"),
+                "signature_der_base64": base64.b64encode(sig).decode("ascii"),
+                "format": fmt,
+                "out": None if out is None else str(out),
+            },
+            True,
+        )
+    elif out is None:
         sys.stdout.buffer.write(data)
         sys.stdout.flush()
-    else:
-        out.write_bytes(data)
 
 
 def _verifying_key(data: bytes) -> SM2PublicKey:

@@ -229,6 +229,25 @@ def test_ledger_lifecycle(tmp_path: Path, run_cli: Callable[..., Any]) -> None:
     assert "PASSED" in text and base64.b64encode(final.root_hash).decode() not in text  # hex, not base64
     assert final.root_hash.hex()[:16] in text.replace("\n", "")
 
+    # 8. `record new --json`: the record's hash (as `submit` will report it) and, without --out, the record itself
+    payload = node.write("l3.payload.json", _issue("LIC-3", "440305"))
+    summary = node.json("record", "new", "--type", "ISSUE", "--agency", SZ_ID,
+                        "--key", tmp_path / "keys" / "sz2.pem", "--payload", payload)
+    assert (summary["type"], summary["signed_by"], summary["out"]) == ("ISSUE", SZ_ID, None)
+    assert summary["record"]["record"]["payload"]["licence_id"] == "LIC-3"
+    written = node.json("record", "new", "--type", "REVOKE", "--agency", SZ_ID, "--key",
+                        tmp_path / "keys" / "sz2.pem", "--payload",
+                        node.write("r3.payload.json", {"licence_id": "LIC-3", "reason_code": "fraud",
+                                                       "reason_text": "撤销"}),
+                        "--out", tmp_path / "r3.rec")
+    assert written["out"] == str(tmp_path / "r3.rec") and "record" not in written
+    l3 = tmp_path / "l3.rec"
+    # the record as an object, like `history --json`: its entry bytes are its RFC 8785 form
+    l3.write_text(json.dumps(summary["record"], sort_keys=True, separators=(",", ":"), ensure_ascii=False))
+    third = node.json("submit", l3, tmp_path / "r3.rec")
+    assert [a["record_hash"] for a in third["accepted"]] == [summary["record_hash"], written["record_hash"]]
+    assert [a["index"] for a in third["accepted"]] == [12, 13]
+
 
 def _commands(group: click.Group, prefix: tuple[str, ...] = ()) -> Iterator[tuple[str, ...]]:
     ctx = click.Context(group)
@@ -249,6 +268,24 @@ def test_help_of_every_command() -> None:
         result = runner.invoke(cli, [*path, "--help"], prog_name="certledger")
         assert result.exit_code == 0, (path, result.output, result.exception)
         assert result.stdout.startswith(f"Usage: certledger {' '.join(path)}".rstrip()), (path, result.stdout[:80])
+
+
+def test_every_command_that_prints_data_takes_json() -> None:
+    """The README's promise: commands that print data take ``--json`` (servers and `cluster down` print none)."""
+    no_data = {("serve",), ("demo",), ("node", "run"), ("cluster", "down")}
+    ctx = click.Context(cli)
+    missing = []
+    for path in _commands(cli):
+        command: click.Command | None = cli
+        for name in path:
+            assert isinstance(command, click.Group)
+            command = command.get_command(ctx, name)
+        assert command is not None
+        if isinstance(command, click.Group) or path in no_data:
+            continue
+        if not any("--json" in getattr(param, "opts", ()) for param in command.params):
+            missing.append(" ".join(path))
+    assert not missing, f"commands without --json: {missing}"
 
 
 def test_help_through_the_console_script(run_cli: Callable[..., Any]) -> None:

@@ -22,7 +22,16 @@ import pytest
 from click.testing import CliRunner
 
 from signing import der
-from signing.sm2 import SM2PrivateKey, SM2PublicKey, curve, decode_der, encode_der, encoding, load_public_key
+from signing.sm2 import (
+    SM2PrivateKey,
+    SM2PublicKey,
+    curve,
+    decode_der,
+    encode_der,
+    encoding,
+    load_public_key,
+    raw_to_der,
+)
 
 RunCli = Callable[..., Any]
 MESSAGE = "营业执照 91110000MA01ABCD1X, issued 2024-05-01\n".encode()
@@ -230,6 +239,28 @@ def test_sign_and_verify_in_every_format(run_cli: RunCli, work: Path, sm2_key_fi
     assert plain.text == f"signature valid (key {pub.key_id[:16]}…)\n"
     assert as_json.json == {"valid": True, "key_id": pub.key_id}
     assert raw_json.json == {"valid": True, "key_id": pub.key_id}
+
+
+def test_sign_json_carries_the_signature(run_cli: RunCli, work: Path, sm2_key_files: Any) -> None:
+    kf = sm2_key_files
+    msg = work / "msg.txt"
+    key_args = ("--key", kf.private_pem, "--passphrase-file", kf.passphrase_file)
+    to_stdout, to_file = _parallel(
+        run_cli,
+        [
+            (("sign", *key_args, "--id", "agency-110000", "--json", msg), {}),
+            (("sign", *key_args, "--format", "raw", "--out", work / "j.sig", "--json", msg), {}),
+        ],
+    )
+    pub = kf.key.public_key
+    got = to_stdout.json
+    assert (got["key_id"], got["signer_id"], got["format"], got["out"]) == (pub.key_id, "agency-110000", "der", None)
+    pub.verify(base64.b64decode(got["signature_der_base64"], validate=True), MESSAGE, signer_id=b"agency-110000")
+    written = to_file.json
+    assert written["out"] == str(work / "j.sig") and written["format"] == "raw"
+    raw = (work / "j.sig").read_bytes()
+    assert len(raw) == 64 and raw_to_der(raw) == base64.b64decode(written["signature_der_base64"])
+    pub.verify_raw(raw, MESSAGE)
 
 
 def _write(path: Path, data: bytes) -> Path:
