@@ -41,6 +41,7 @@ from nodes.handon_ticket import TICKET_HEADER
 from nodes.server import env_api_settings
 from signing.errors import InvalidInputError
 from verify_api.app import create_app
+from verify_api.models import Problem
 from verify_api.verify_route import verify_routes
 from verify_api.web_routes import install_web_routes
 
@@ -107,9 +108,10 @@ def build_node(cfg: NodeRunConfig, passphrase: bytes) -> tuple[FastAPI, ClusterN
             status_code=202,
             tags=["cluster"],
             responses={
-                403: {"description": "no valid node ticket (ADR 0017)"},
-                409: {"description": "this node is not the leader"},
-                503: {"description": "queue full"},
+                403: {"model": Problem, "description": "no valid node ticket (cluster.unauthenticated, ADR 0017)"},
+                409: {"model": Problem, "description": "this node is not the leader (cluster.not_leader)"},
+                422: {"model": Problem, "description": "the body is not a valid list of record envelopes"},
+                503: {"model": Problem, "description": "queue full, or too many tickets being checked"},
             },
             openapi_extra={
                 "requestBody": {

@@ -53,6 +53,25 @@ _PROBLEM_DESCRIPTIONS = {
     503: "overloaded, or not final yet (ledger.not_final): retry after Retry-After seconds",
 }
 _RETRY_AFTER = {"Retry-After": {"description": "seconds to wait", "schema": {"type": "integer"}}}
+#: answered around every route, by the HTTP protocol (verify_api/http_protocol.py) and the
+#: body limits (verify_api/limits.py): declared on each operation they apply to
+_ANY_REQUEST_PROBLEMS = {
+    400: "the HTTP parser cannot read the request (request.malformed; the connection is closed)",
+    408: "the request head, or its body, did not arrive in time (request.too_slow; the connection is closed)",
+    431: "the request line and headers exceed 64 KiB (request.head_too_large; the connection is closed)",
+}
+_BODY_PROBLEMS = {413: "request body too large (request.too_large)"}
+_RATE_PROBLEM = {429: "rate limited (request.rate_limited): retry after Retry-After seconds"}
+#: the path prefixes of the public reads, rate limited per client address
+RATE_LIMITED_PREFIXES = (
+    "/v1/licences",
+    "/v1/entries",
+    "/v1/proofs",
+    "/v1/checkpoint",
+    "/v1/verify",
+    "/v1/lookup",
+    "/v1/federation",
+)
 
 
 def _problems(*codes: int) -> dict[int | str, dict[str, Any]]:
@@ -666,7 +685,9 @@ def create_app(
 
     def openapi_with_problems() -> dict[str, Any]:
         if app.openapi_schema is None:
-            _problem_media_type(base_openapi())
+            schema = base_openapi()
+            _problem_media_type(schema)
+            _declare_transport_problems(schema)
         return app.openapi_schema or {}
 
     app.openapi = openapi_with_problems  # type: ignore[method-assign]
@@ -682,15 +703,7 @@ def create_app(
         RateLimit,
         rate=cfg.rate_per_client,
         burst=cfg.burst_per_client,
-        prefixes=(
-            "/v1/licences",
-            "/v1/entries",
-            "/v1/proofs",
-            "/v1/checkpoint",
-            "/v1/verify",
-            "/v1/lookup",
-            "/v1/federation",
-        ),
+        prefixes=RATE_LIMITED_PREFIXES,
     )
     app.add_middleware(
         BodySizeLimit,
@@ -699,6 +712,30 @@ def create_app(
         body_timeout=cfg.body_timeout,
     )
     return app
+
+
+def _declare_transport_problems(schema: dict[str, Any]) -> None:
+    """Add the answers no route writes itself to the operations they can reach.
+
+    Every request can meet the HTTP protocol's 400/408/431; a request with a body the
+    413 (and the body deadline's 408); a public read the rate limit's 429. Derived
+    here from the same prefixes the middleware uses, so the schema cannot miss a
+    route that a limit covers.
+    """
+    problem = {problems.PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}}
+    for path, item in schema.get("paths", {}).items():
+        for method, operation in item.items():
+            extra = dict(_ANY_REQUEST_PROBLEMS)
+            if "requestBody" in operation or method in ("post", "put", "patch"):
+                extra.update(_BODY_PROBLEMS)
+            if path.startswith(RATE_LIMITED_PREFIXES):
+                extra.update(_RATE_PROBLEM)
+            responses = operation.setdefault("responses", {})
+            for code, description in extra.items():
+                entry = responses.setdefault(str(code), {"description": description})
+                entry.setdefault("content", problem)
+                if code == 429:
+                    entry.setdefault("headers", _RETRY_AFTER)
 
 
 def _problem_media_type(schema: dict[str, Any]) -> None:

@@ -515,6 +515,19 @@ def test_healthz_metrics_openapi(http: httpx.Client) -> None:
     assert list(not_found["content"]) == [PROBLEM]
     assert "reason" in spec["components"]["schemas"]["Problem"]["required"]
     assert "requestBody" in spec["paths"]["/v1/records"]["post"]
+    # the answers of the HTTP protocol and the limits are declared where they can occur
+    paths = spec["paths"]
+    for item in paths.values():
+        for operation in item.values():
+            assert {"400", "408", "431"} <= set(operation["responses"]), operation["operationId"]
+    submit = paths["/v1/records"]["post"]["responses"]
+    assert {"408", "413"} <= set(submit) and "429" not in submit  # authenticated by signatures, not rate limited
+    assert list(submit["408"]["content"]) == [PROBLEM]
+    for path in ("/v1/entries", "/v1/federation", "/v1/checkpoint", "/v1/licences/{licence_id}"):
+        limited = paths[path]["get"]["responses"]
+        assert "429" in limited and "Retry-After" in limited["429"]["headers"], path
+    assert "429" not in paths["/healthz"]["get"]["responses"]
+    assert "413" in paths["/v1/verify"]["post"]["responses"]
 
 
 def test_submission_metrics_count_outcomes(node: TestNode, http: httpx.Client) -> None:
