@@ -38,7 +38,7 @@ from ledger.records import MAX_ENTRY_BYTES, SignedRecord
 from ledger.service import Ledger
 from nodes.cluster import SUBMISSIONS_MEDIA_TYPE, ClusterNode, ClusterSettings, decode_submissions
 from nodes.handon_ticket import TICKET_HEADER
-from nodes.server import env_api_settings
+from nodes.server import env_api_settings, federation_verifier
 from signing.errors import InvalidInputError
 from verify_api.app import create_app
 from verify_api.models import Problem
@@ -55,6 +55,9 @@ class NodeRunConfig:
     cluster: ClusterSettings
     api_host: str
     api_port: int
+    #: ``[federation] registry``, relative to the config file's directory (None: no federation)
+    federation_registry: str | None = None
+    config_dir: Path = Path(".")
 
     @classmethod
     def load(cls, path: Path) -> NodeRunConfig:
@@ -82,9 +85,17 @@ class NodeRunConfig:
                 ),
                 api_host=str(data.get("api", {}).get("host", "127.0.0.1")),
                 api_port=int(data.get("api", {}).get("port", 8601)),
+                federation_registry=_optional_text(data.get("federation", {}).get("registry")),
+                config_dir=base,
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise InvalidInputError(f"{path}: missing or invalid setting {exc}", reason="config.invalid") from None
+
+
+def _optional_text(value: Any) -> str | None:
+    if value is None or isinstance(value, str):
+        return value or None
+    raise TypeError(f"expected text, not {value!r}")
 
 
 def build_node(cfg: NodeRunConfig, passphrase: bytes) -> tuple[FastAPI, ClusterNode]:
@@ -94,6 +105,9 @@ def build_node(cfg: NodeRunConfig, passphrase: bytes) -> tuple[FastAPI, ClusterN
             f"keys in {cfg.home} belong to node {keys.node_id}, not {cfg.node_id}", reason="config.invalid"
         )
     genesis = SignedRecord.from_bytes(cfg.genesis_path.read_bytes().removesuffix(b"\n"))
+    # cross-province lookups (GET /v1/federation/...), as on a single node; a bad registry
+    # stops the node before it opens its ledger or joins the cluster
+    federation = federation_verifier(cfg.federation_registry, cfg.config_dir, cfg.home)
     ledger = Ledger.open(cfg.database, keys.identity())
     node = ClusterNode(ledger, cfg.cluster, genesis=genesis)
 
@@ -151,5 +165,5 @@ def build_node(cfg: NodeRunConfig, passphrase: bytes) -> tuple[FastAPI, ClusterN
     settings.extra_routes += [cluster_routes, verify_routes(cfg.home / "trust"), install_web_routes]
     # a hand-on carries up to 1 MiB of entries, the last of them up to one record larger
     settings.body_limits["/v1/cluster/submissions"] = 2 * 1024 * 1024 + 2 * MAX_ENTRY_BYTES
-    app = create_app(ledger, sequencer=node, settings=settings)
+    app = create_app(ledger, sequencer=node, settings=settings, federation=federation)
     return app, node

@@ -65,6 +65,23 @@ def env_api_settings(node_id: str) -> ApiSettings:
     )
 
 
+def federation_verifier(configured: str | None, relative_to: Path, home: Path) -> FederatedVerifier | None:
+    """The federation verifier of a node, or None when it has no registry.
+
+    The registry is ``CERTLEDGER_FEDERATION_REGISTRY``, else ``configured`` (the node
+    config's ``[federation] registry``), a relative path being ``relative_to``'s. What
+    the node learns of other provinces (their last checkpoints) stays in
+    ``<home>/federation``.
+    """
+    registry_path = os.environ.get("CERTLEDGER_FEDERATION_REGISTRY") or configured
+    if not registry_path:
+        return None
+    path = Path(registry_path)
+    if not path.is_absolute():
+        path = relative_to / path
+    return FederatedVerifier(FederationRegistry.load(path), state_dir=home / "federation")
+
+
 def build_app(
     cfg: NodeConfig, passphrase: bytes | None, *, read_only: bool = False
 ) -> tuple[FastAPI, Callable[[], None]]:
@@ -75,13 +92,7 @@ def build_app(
     settings.extra_routes += [verify_routes(cfg.home / "trust"), install_web_routes]
     node = open_node(cfg, passphrase, write=not read_only)
     sequencer = None if read_only else GroupCommitSequencer(node.ledger)
-    federation = None
-    registry_path = os.environ.get("CERTLEDGER_FEDERATION_REGISTRY") or cfg.extra.get("federation", {}).get("registry")
-    if registry_path:
-        path = Path(registry_path)
-        if not path.is_absolute():
-            path = cfg.home / path
-        federation = FederatedVerifier(FederationRegistry.load(path), state_dir=cfg.home / "federation")
+    federation = federation_verifier(cfg.extra.get("federation", {}).get("registry"), cfg.home, cfg.home)
     app = create_app(node.ledger, sequencer=sequencer, settings=settings, federation=federation)
 
     def close() -> None:

@@ -253,3 +253,42 @@ def test_every_node_serves_the_verification_page_and_lookup(running: Cluster) ->
             f"{running.api(i)}/v1/verify", content=b"not a licence", headers={"content-type": "application/pdf"}
         )
         assert junk.status_code == 422, junk.text
+
+
+def test_a_node_with_a_federation_registry_answers_cross_province_lookups(running: Cluster) -> None:
+    """`[federation] registry` in node.toml: the node verifies another ledger's answers itself.
+
+    The registry lists this very cluster as the province (its genesis, its other nodes as
+    endpoints): the lookup takes the federation path, the remote answer and every proof
+    are checked against the pinned genesis exactly as for another province's ledger.
+    """
+    anchors = anchors_of(running)
+    leader = running.leader()
+    i = next(j for j in range(running.n) if j != leader)
+    genesis_sm3 = sm3((running.layout.root / "genesis.json").read_bytes().removesuffix(b"\n")).hex()
+    endpoints = ", ".join(f'"{running.api(j)}"' for j in range(running.n) if j != i)
+    (running.layout.root / "federation.toml").write_text(
+        f'[[province]]\nname = "本省"\norigin = "{anchors.origin}"\nendpoints = [{endpoints}]\n'
+        f'genesis_file = "genesis.json"\ngenesis_sm3 = "{genesis_sm3}"\n',
+        "utf-8",
+    )
+    config = running.layout.node_dir(i) / "node.toml"
+    original = config.read_text("utf-8")
+    config.write_text(original + '\n[federation]\nregistry = "../federation.toml"\n', "utf-8")
+    rec = running.record()
+    lid = rec.record.payload["licence_id"]
+    running.submit_ok(leader, rec)
+    try:
+        running.kill_node(i)
+        running.start_node(i)
+        listed = httpx.get(f"{running.api(i)}/v1/federation", timeout=10).json()["provinces"]
+        assert [p["origin"] for p in listed] == [anchors.origin]
+        resp = httpx.get(
+            f"{running.api(i)}/v1/federation/licences/{lid}", params={"origin": anchors.origin}, timeout=60
+        )
+        assert resp.status_code == 200, resp.text
+        data = resp.json()
+        assert (data["licence_id"], data["status"], data["stale"]) == (lid, "ACTIVE", False)
+        assert data["checks"] and all(c["ok"] for c in data["checks"]), data["checks"]
+    finally:
+        config.write_text(original, "utf-8")
