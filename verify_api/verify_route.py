@@ -126,8 +126,9 @@ _UPLOAD_BODY: Final = {
     }
 }
 
-# reasons an upload can have that are not 422
-_STATUS_BY_REASON = {"file.unsupported": 415, "file.too_large": 413}
+#: reasons an upload's answer has that are not 422; a node without province roots cannot verify
+#: any file: the server is not ready (503), the upload is not wrong
+_STATUS_BY_REASON = {"file.unsupported": 415, "file.too_large": 413, "verify.no_roots": 503}
 
 
 class TrustRoots:

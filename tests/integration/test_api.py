@@ -609,3 +609,11 @@ def test_bad_rate_knob_fails_at_start(node: TestNode, name: str, value: str) -> 
     )
     assert result.exit_code != 0
     assert f"{name} must" in result.stderr and "[config.invalid]" in result.stderr
+
+
+def test_file_verification_without_province_roots_is_503(http: httpx.Client, node: TestNode) -> None:
+    # this node's home has no <home>/trust/*.pem: it cannot judge any file, whatever the upload
+    assert not list((node.home / "trust").glob("*.pem"))
+    resp = http.post("/v1/verify", content=b"%PDF-1.7\n%%EOF\n", headers={"content-type": "application/pdf"})
+    assert resp.status_code == 503, resp.text
+    assert resp.headers["content-type"].startswith(PROBLEM) and resp.json()["reason"] == "verify.no_roots"
