@@ -18,11 +18,16 @@ This protocol bounds both:
   new connection that sent nothing at all is closed without an answer, as uvicorn
   closes an idle kept-alive one;
 * **size**: at most :data:`MAX_HEAD_BYTES` bytes of head; beyond it ``431``
-  ``request.head_too_large`` and the connection is closed. Bytes are counted as they
-  are read. A read that also holds the end of the previous request (pipelining) does
-  not count, since where the new head starts in it is unknown: such a head may exceed
-  the bound by at most that one read (256 KiB) before it is refused, and no head is
-  ever refused for bytes that were not its own.
+  ``request.head_too_large`` and the connection is closed. Two counts enforce it: the
+  exact size of the request target and headers as the parser hands them over (a whole
+  oversized head in one read is refused before a request exists), and, for a head that
+  is still incomplete, the bytes read of it so far (one endless header never reaches
+  the parser's callbacks). A read that also holds the end of the previous request
+  (pipelining) is left out of the second count, since where the new head starts in it
+  is unknown: no head is ever refused for bytes that were not its own.
+
+A refusal behind a pipelined request that is still being answered does not overtake
+that answer: it is finished with ``connection: close`` and nothing more is read.
 
 ``send_400_response`` is uvicorn's hook for the parser's answer (in its httptools
 protocol since 0.13). If a uvicorn release renames it, :data:`PROTOCOL` falls back to
@@ -81,8 +86,19 @@ def problem_body(detail: str, status: int = 400) -> bytes:
     ).encode()
 
 
-def _answer(protocol: Any, status: int, detail: str) -> None:
-    """Write a problem answer on the transport and close it, as uvicorn's own ``send_400_response`` does."""
+#: seconds a refused connection keeps reading (and dropping) what the client still sends
+#: before it closes: closing with unread bytes makes the kernel reset the connection, and a
+#: reset can destroy the answer before the client reads it (a lingering close, as in nginx)
+LINGER_SECONDS = 2.0
+
+
+def _answer(protocol: Any, status: int, detail: str, *, linger: bool = False) -> None:
+    """Write a problem answer on the transport and close it, as uvicorn's own ``send_400_response`` does.
+
+    With ``linger`` the write side is shut down at once (the client sees the answer and
+    the end of it) and the connection closes after :data:`LINGER_SECONDS`, or when the
+    client closes first; the protocol drops whatever arrives meanwhile.
+    """
     body = problem_body(detail, status)
     content = [f"HTTP/1.1 {status} {_REASONS[status][0]}\r\n".encode("ascii")]
     for name, value in protocol.server_state.default_headers:
@@ -96,8 +112,13 @@ def _answer(protocol: Any, status: int, detail: str) -> None:
             body,
         ]
     )
-    protocol.transport.write(b"".join(content))
-    protocol.transport.close()
+    transport = protocol.transport
+    transport.write(b"".join(content))
+    if linger and transport.can_write_eof():
+        transport.write_eof()
+        protocol.loop.call_later(LINGER_SECONDS, transport.close)
+    else:
+        transport.close()
 
 
 def _problem_400(protocol: Any, msg: str) -> None:
@@ -116,6 +137,9 @@ except ImportError:  # no httptools: uvicorn's h11 protocol, with its text/plain
 else:
     if callable(getattr(HttpToolsProtocol, "send_400_response", None)):
 
+        class _HeadRefused(Exception):
+            """Raised in a parser callback to stop parsing a head that was just refused."""
+
         class ProblemHttpToolsProtocol(HttpToolsProtocol):
             # read once per process: `serve` has validated the variable before binding the port
             _head_timeout: float | None = None
@@ -125,15 +149,41 @@ else:
                 if ProblemHttpToolsProtocol._head_timeout is None:
                     ProblemHttpToolsProtocol._head_timeout = head_timeout()
                 self._head_timer: asyncio.TimerHandle | None = None
-                # a head is owed from the moment the connection opens until its headers are complete
+                # a head is owed from the moment the connection opens until its headers are
+                # complete, and again from the end of each request
                 self._head_pending = True
+                # bytes read of a head that is not complete yet (per read), and the exact size
+                # of the one being parsed (request target and headers, as the parser hands them)
                 self._head_bytes = 0
+                self._head_parsed = 0
                 self._message_ended_in_read = False
                 self._got_bytes = False
                 self._refused = False
 
             def send_400_response(self, msg: str) -> None:
+                if self._refused:
+                    return  # stopped on purpose (a head refused in a callback): answered already
+                if self._behind_unfinished_answer():
+                    return
+                self._refused = True
+                self._disarm_head_timer()
                 _problem_400(self, msg)
+
+            def _behind_unfinished_answer(self) -> bool:
+                """A pipelined request is refused while the one before it is still being answered.
+
+                That answer must not be cut or overtaken: it is finished, with
+                ``connection: close``, and nothing more is read.
+                """
+                if self.cycle is None or self.cycle.response_complete or self.cycle.more_body:
+                    # no answer pending, or the error is in the current request's own body:
+                    # that request is the one refused
+                    return False
+                self._refused = True
+                self._disarm_head_timer()
+                self.cycle.keep_alive = False
+                self.flow.pause_reading()
+                return True
 
             # -- the head deadline --------------------------------------------------------
             def _arm_head_timer(self) -> None:
@@ -164,22 +214,26 @@ else:
                 self._refuse(408, f"the request head did not arrive within {self._head_timeout:g} s")
 
             def _refuse(self, status: int, detail: str) -> None:
+                self.logger.warning("refused a request head: %s", detail)
+                if self._behind_unfinished_answer():
+                    return
                 self._refused = True
                 self._disarm_head_timer()
-                self.logger.warning("refused a request head: %s", detail)
-                if self.cycle is not None and not self.cycle.response_complete:
-                    # a pipelined head behind a request still being answered: finish that
-                    # answer, then close instead of reading on
-                    self.cycle.keep_alive = False
-                    self.flow.pause_reading()
-                    return
-                _answer(self, status, detail)
+                # the client may still be sending the rest of a huge head: let it, unread
+                _answer(self, status, detail, linger=True)
+
+            def _too_large(self) -> str:
+                return f"the request line and headers exceed {MAX_HEAD_BYTES} bytes"
 
             # -- reading ------------------------------------------------------------------
             def data_received(self, data: bytes) -> None:
                 if self._refused:
                     return
                 self._got_bytes = True
+                if self._head_pending:
+                    # the deadline runs from a head's first byte, even one the parser skips
+                    # (blank lines before a request never reach on_message_begin)
+                    self._arm_head_timer()
                 # a read that starts while a head is owed is all head, unless a request
                 # also ends in it: then where the next head starts in it is unknown
                 counted = self._head_pending
@@ -189,16 +243,31 @@ else:
                     return
                 if counted and not self._message_ended_in_read:
                     self._head_bytes += len(data)
-                if self._head_bytes > MAX_HEAD_BYTES:
-                    self._refuse(431, f"the request line and headers exceed {MAX_HEAD_BYTES} bytes")
+                if max(self._head_bytes, self._head_parsed) > MAX_HEAD_BYTES:
+                    self._refuse(431, self._too_large())
 
             def on_message_begin(self) -> None:
                 super().on_message_begin()
+                self._head_parsed = 0
                 self._arm_head_timer()
+
+            def on_url(self, url: bytes) -> None:
+                self._head_parsed += len(url)
+                super().on_url(url)
+
+            def on_header(self, name: bytes, value: bytes) -> None:
+                self._head_parsed += len(name) + len(value) + 4  # ": " and CRLF
+                super().on_header(name, value)
 
             def on_headers_complete(self) -> None:
                 self._head_pending = False
                 self._disarm_head_timer()
+                if self._head_parsed > MAX_HEAD_BYTES:
+                    # a whole oversized head in one read: refused before a request exists,
+                    # and the parse stops here (the parser reports the raise as its error,
+                    # which send_400_response then ignores)
+                    self._refuse(431, self._too_large())
+                    raise _HeadRefused
                 super().on_headers_complete()
 
             def on_message_complete(self) -> None:
