@@ -319,3 +319,18 @@ def serving(*servers: ApiServer, timeout: float = 60.0) -> Iterator[tuple[ApiSer
     finally:
         for server in servers:
             server.stop()
+
+
+def refused_start_log(home: Path, env: dict[str, str], timeout: float = 60.0) -> str:
+    """The log of ``certledger serve`` started with ``env``, which must exit non-zero without a traceback."""
+    bad = ApiServer(home, env=env)
+    bad.launch()
+    assert bad.proc is not None
+    try:
+        assert bad.proc.wait(timeout=timeout) != 0
+    finally:
+        bad.stop()
+    assert bad.log_path is not None
+    log = bad.log_path.read_text("utf-8")
+    assert "Traceback" not in log, log
+    return log
