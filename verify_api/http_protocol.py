@@ -121,11 +121,6 @@ def _answer(protocol: Any, status: int, detail: str, *, linger: bool = False) ->
         transport.close()
 
 
-def _problem_400(protocol: Any, msg: str) -> None:
-    """Our ``send_400_response``: the same answer as uvicorn's (status, headers, close), as a problem."""
-    _answer(protocol, 400, msg)
-
-
 #: what to pass as uvicorn's ``http`` setting: a class at module level, so that uvicorn's
 #: worker processes (``serve --workers``) can import it by name
 PROTOCOL: Any = "auto"
@@ -167,7 +162,7 @@ else:
                     return
                 self._refused = True
                 self._disarm_head_timer()
-                _problem_400(self, msg)
+                _answer(self, 400, msg)  # uvicorn's answer (status, headers, close), as a problem
 
             def _behind_unfinished_answer(self) -> bool:
                 """A pipelined request is refused while the one before it is still being answered.
