@@ -159,8 +159,8 @@ def build_node(cfg: NodeRunConfig, passphrase: bytes) -> tuple[FastAPI, ClusterN
             with ledger.store.read() as conn:
                 return {"evidence": ledger.store.evidence(conn)}
 
-    # the knobs of `serve` (CERTLEDGER_API_RATE, _BURST, _BODY_TIMEOUT, _HEAD_TIMEOUT), and the same file
-    # verification (roots in <home>/trust/) and verification page as a single node's API
+    # the knobs of `serve` (CERTLEDGER_API_RATE, _BURST, _BODY_TIMEOUT, _HEAD_TIMEOUT, _MAX_CONNECTIONS),
+    # and the same file verification (roots in <home>/trust/) and verification page as a single node's API
     settings = env_api_settings(cfg.node_id)
     settings.extra_routes += [cluster_routes, verify_routes(cfg.home / "trust"), install_web_routes]
     # a hand-on carries up to 1 MiB of entries, the last of them up to one record larger

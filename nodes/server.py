@@ -9,6 +9,8 @@ Tuning knobs read from the environment (documented in docs/api.md):
   (default 60; ``0`` = no deadline);
 * ``CERTLEDGER_API_HEAD_TIMEOUT`` — seconds a request line and headers may take to
   arrive (default 20; ``0`` = no deadline; enforced by ``verify_api.http_protocol``);
+* ``CERTLEDGER_API_MAX_CONNECTIONS`` — connections one client address may hold open
+  at once, per server process (default 256; ``0`` = no bound; ``verify_api.http_protocol``);
 * ``CERTLEDGER_FEDERATION_REGISTRY`` — the federation registry (TOML), else
   ``[federation] registry`` in the node's config.
 """
@@ -29,7 +31,7 @@ from nodes.local import open_node
 from signing.errors import InvalidInputError
 from verify_api.app import ApiSettings, create_app
 from verify_api.federation import FederatedVerifier, FederationRegistry
-from verify_api.http_protocol import head_timeout
+from verify_api.http_protocol import head_timeout, max_connections
 from verify_api.verify_route import verify_routes
 from verify_api.web_routes import install_web_routes
 
@@ -56,7 +58,9 @@ def api_settings(cfg: NodeConfig) -> ApiSettings:
 def env_api_settings(node_id: str) -> ApiSettings:
     """API settings for node ``node_id`` with the knobs of the environment (``serve`` and ``node run``)."""
     defaults = ApiSettings()
-    head_timeout()  # the HTTP protocol reads it per process; a bad value stops the command here
+    # the HTTP protocol reads these per process; a bad value stops the command here
+    head_timeout()
+    max_connections()
     return ApiSettings(
         node_id=node_id,
         rate_per_client=_env_number("CERTLEDGER_API_RATE", defaults.rate_per_client),

@@ -59,6 +59,8 @@ _ANY_REQUEST_PROBLEMS = {
     400: "the HTTP parser cannot read the request (request.malformed; the connection is closed)",
     408: "the request head, or its body, did not arrive in time (request.too_slow; the connection is closed)",
     431: "the request line and headers exceed 64 KiB (request.head_too_large; the connection is closed)",
+    503: "too many connections open from this client address "
+    "(request.too_many_connections): retry after Retry-After seconds; the connection is closed",
 }
 _BODY_PROBLEMS = {413: "request body too large (request.too_large)"}
 _RATE_PROBLEM = {429: "rate limited (request.rate_limited): retry after Retry-After seconds"}
@@ -717,7 +719,7 @@ def create_app(
 def _declare_transport_problems(schema: dict[str, Any]) -> None:
     """Add the answers no route writes itself to the operations they can reach.
 
-    Every request can meet the HTTP protocol's 400/408/431; a request with a body the
+    Every request can meet the HTTP protocol's 400/408/431/503; a request with a body the
     413 (and the body deadline's 408); a public read the rate limit's 429. Derived
     here from the same prefixes the middleware uses, so the schema cannot miss a
     route that a limit covers.
@@ -732,9 +734,14 @@ def _declare_transport_problems(schema: dict[str, Any]) -> None:
                 extra.update(_RATE_PROBLEM)
             responses = operation.setdefault("responses", {})
             for code, description in extra.items():
-                entry = responses.setdefault(str(code), {"description": description})
+                entry = responses.get(str(code))
+                if entry is None:
+                    entry = responses[str(code)] = {"description": description}
+                elif description not in entry.get("description", ""):
+                    # the route's own answer with this status (a 503 of its own): both are possible
+                    entry["description"] = f"{entry.get('description', '')}; or {description}"
                 entry.setdefault("content", problem)
-                if code == 429:
+                if code in (429, 503):
                     entry.setdefault("headers", _RETRY_AFTER)
 
 

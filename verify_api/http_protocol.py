@@ -29,6 +29,15 @@ This protocol bounds both:
 A refusal behind a pipelined request that is still being answered does not overtake
 that answer: it is finished with ``connection: close`` and nothing more is read.
 
+It also bounds the **connections one client address holds open** at once
+(``CERTLEDGER_API_MAX_CONNECTIONS``, default 256 per server process; ``0`` = no
+bound). The head deadline frees an idle connection after 20 s, but a client that
+reopens them as fast as they close could still hold thousands and starve every other
+client of file descriptors. A connection beyond the bound is answered ``503``
+``request.too_many_connections`` with ``Retry-After`` at once, before anything is read
+of it, and closed. The address is the TCP peer's: behind a reverse proxy every client
+is the proxy, so set the bound there (or turn it off here).
+
 ``send_400_response`` is uvicorn's hook for the parser's answer (in its httptools
 protocol since 0.13). If a uvicorn release renames it, :data:`PROTOCOL` falls back to
 uvicorn's own choice ("auto"): text/plain 400s, and no head limits.
@@ -41,7 +50,7 @@ import json
 import math
 import os
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 from signing.errors import InvalidInputError
 from verify_api.problems import PROBLEM_JSON
@@ -55,10 +64,17 @@ DEFAULT_HEAD_TIMEOUT = 20.0
 #: API's own headers are a few hundred bytes, the largest a hand-on ticket (~400)
 MAX_HEAD_BYTES = 64 * 1024
 
+#: the variable of the per-address connection bound, and its default
+MAX_CONNECTIONS_ENV = "CERTLEDGER_API_MAX_CONNECTIONS"
+DEFAULT_MAX_CONNECTIONS = 256
+#: what a client refused for too many connections is told to wait, in seconds
+RETRY_AFTER_SECONDS = 1
+
 _REASONS = {
     400: ("Bad Request", "Malformed request", "request.malformed"),
     408: ("Request Timeout", "Request too slow", "request.too_slow"),
     431: ("Request Header Fields Too Large", "Request head too large", "request.head_too_large"),
+    503: ("Service Unavailable", "Too many connections", "request.too_many_connections"),
 }
 
 
@@ -79,6 +95,22 @@ def head_timeout(environ: Mapping[str, str] | None = None) -> float:
     return number
 
 
+def max_connections(environ: Mapping[str, str] | None = None) -> int:
+    """The per-address connection bound from ``CERTLEDGER_API_MAX_CONNECTIONS`` (0 = none).
+
+    A bad value is ``config.invalid``.
+    """
+    value = (os.environ if environ is None else environ).get(MAX_CONNECTIONS_ENV)
+    if value is None or value == "":
+        return DEFAULT_MAX_CONNECTIONS
+    text = value.strip()
+    if not text.isdecimal() or not text.isascii():
+        raise InvalidInputError(
+            f"{MAX_CONNECTIONS_ENV} must be a whole number >= 0, not {value!r}", reason="config.invalid"
+        )
+    return int(text)
+
+
 def problem_body(detail: str, status: int = 400) -> bytes:
     _phrase, title, reason = _REASONS[status]
     return json.dumps(
@@ -92,7 +124,7 @@ def problem_body(detail: str, status: int = 400) -> bytes:
 LINGER_SECONDS = 2.0
 
 
-def _answer(protocol: Any, status: int, detail: str, *, linger: bool = False) -> None:
+def _answer(protocol: Any, status: int, detail: str, *, linger: bool = False, headers: tuple[bytes, ...] = ()) -> None:
     """Write a problem answer on the transport and close it, as uvicorn's own ``send_400_response`` does.
 
     With ``linger`` the write side is shut down at once (the client sees the answer and
@@ -103,6 +135,7 @@ def _answer(protocol: Any, status: int, detail: str, *, linger: bool = False) ->
     content = [f"HTTP/1.1 {status} {_REASONS[status][0]}\r\n".encode("ascii")]
     for name, value in protocol.server_state.default_headers:
         content.extend([name, b": ", value, b"\r\n"])
+    content.extend(header + b"\r\n" for header in headers)
     content.extend(
         [
             b"content-type: " + PROBLEM_JSON.encode() + b"\r\n",
@@ -136,13 +169,22 @@ else:
             """Raised in a parser callback to stop parsing a head that was just refused."""
 
         class ProblemHttpToolsProtocol(HttpToolsProtocol):
-            # read once per process: `serve` has validated the variable before binding the port
+            # read once per process: `serve` has validated the variables before binding the port
             _head_timeout: float | None = None
+            _max_connections: int | None = None
+            # open connections per client address in this process (an address leaves the
+            # map with its last connection), and the addresses refused since they last
+            # fell back under the bound (one log line per episode, not one per connection)
+            _open_by_client: ClassVar[dict[str, int]] = {}
+            _refused_clients: ClassVar[set[str]] = set()
 
             def __init__(self, *args: Any, **kwargs: Any) -> None:
                 super().__init__(*args, **kwargs)
                 if ProblemHttpToolsProtocol._head_timeout is None:
                     ProblemHttpToolsProtocol._head_timeout = head_timeout()
+                if ProblemHttpToolsProtocol._max_connections is None:
+                    ProblemHttpToolsProtocol._max_connections = max_connections()
+                self._client_key: str | None = None
                 self._head_timer: asyncio.TimerHandle | None = None
                 # a head is owed from the moment the connection opens until its headers are
                 # complete, and again from the end of each request
@@ -193,11 +235,43 @@ else:
 
             def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
                 super().connection_made(transport)
+                key = self.client[0] if self.client else ""
+                opened = self._open_by_client.get(key, 0) + 1
+                self._open_by_client[key] = opened
+                self._client_key = key
+                bound = self._max_connections or 0
+                if bound and opened > bound:
+                    self._too_many_connections(key, bound)
+                    return
                 self._arm_head_timer()
 
             def connection_lost(self, exc: Exception | None) -> None:
                 self._disarm_head_timer()
+                key, self._client_key = self._client_key, None
+                if key is not None:
+                    left = self._open_by_client.get(key, 1) - 1
+                    if left > 0:
+                        self._open_by_client[key] = left
+                    else:
+                        self._open_by_client.pop(key, None)
+                    if left < (self._max_connections or 0):  # the next one would be served
+                        self._refused_clients.discard(key)
                 super().connection_lost(exc)
+
+            def _too_many_connections(self, key: str, bound: int) -> None:
+                # refused before a byte is read: the answer waits in the socket for the
+                # request the client is about to send, and the linger drops that request
+                if key not in self._refused_clients:
+                    self._refused_clients.add(key)
+                    self.logger.warning("refusing connections from %s: more than %d open", key or "?", bound)
+                self._refused = True
+                _answer(
+                    self,
+                    503,
+                    f"more than {bound} connections open from this client address; close some and retry",
+                    linger=True,
+                    headers=(b"retry-after: " + str(RETRY_AFTER_SECONDS).encode("ascii"),),
+                )
 
             def _head_too_slow(self) -> None:
                 self._head_timer = None

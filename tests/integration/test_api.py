@@ -519,7 +519,9 @@ def test_healthz_metrics_openapi(http: httpx.Client) -> None:
     paths = spec["paths"]
     for item in paths.values():
         for operation in item.values():
-            assert {"400", "408", "431"} <= set(operation["responses"]), operation["operationId"]
+            assert {"400", "408", "431", "503"} <= set(operation["responses"]), operation["operationId"]
+            # the connection bound's 503, also where a route has a 503 of its own (/healthz)
+            assert "request.too_many_connections" in operation["responses"]["503"]["description"]
     submit = paths["/v1/records"]["post"]["responses"]
     assert {"408", "413"} <= set(submit) and "429" not in submit  # authenticated by signatures, not rate limited
     assert list(submit["408"]["content"]) == [PROBLEM]
