@@ -45,7 +45,8 @@ from ledger.identity import checkpoint_verifiers
 from ledger.merkle.compact import CompactRange
 from ledger.merkle.hashing import TreeHasher
 from ledger.records import GOVERNANCE_TYPES, SignedRecord
-from ledger.state import MemoryState, Node
+from ledger.state import LicenceState, MemoryState, Node
+from ledger.statusmap import StatusMap, root_from_extensions, state_value, status_key
 from ledger.store import schema as t
 from ledger.store.sql import EntryRow, SqlStore, state_json
 from ledger.validation import validate
@@ -165,6 +166,11 @@ class _Replay:
         #: recomputed full nodes not yet compared with the stored ones
         self.pending_nodes: list[tuple[tuple[int, int], bytes]] = []
         self.roots: dict[int, bytes] = {0: self.hasher.empty_root()}
+        #: the replayed status map (ADR 0018), the licences changed in the current block, and
+        #: the map's root after each block by tree size
+        self.status = StatusMap()
+        self.changed: dict[str, LicenceState] = {}
+        self.status_roots: dict[int, bytes] = {}
         self.node_keys_at: dict[int, dict[str, Node]] = {}
 
     # -- steps 1 + 2 ------------------------------------------------------------------------
@@ -259,6 +265,8 @@ class _Replay:
                 self.report.add(exc.reason, where, f"record is not valid on replay: {exc}")
                 continue
             self.state.apply(change)
+            if change.licence is not None:
+                self.changed[change.licence.licence_id] = change.licence
             self.report.signatures += len(signed.signatures)
         self.report.entries += len(rows)
         if self.progress is not None:
@@ -295,6 +303,15 @@ class _Replay:
 
     def block_end(self, height: int, block: Block) -> None:
         where = f"block {height}"
+        self.status = self.status.updated(
+            (status_key(i), state_value(lic.to_json())) for i, lic in self.changed.items()
+        )
+        self.changed.clear()
+        self.status_roots[self.range.size] = self.status.root
+        if self.status.root != block.header.status_root:
+            self.report.add(
+                reasons.BLOCK_STATUS_ROOT, where, "header status map root differs from the state its entries leave"
+            )
         if self.range.size != block.header.tree_size:
             self.report.add(
                 reasons.BLOCK_SIZE,
@@ -529,6 +546,15 @@ def _checkpoints(conn: Any, replay: _Replay, report: AuditReport) -> None:
             report.add(reasons.CHECKPOINT_ROOT, where, "no block ends at this tree size")
         elif opened.checkpoint.root_hash != expected:
             report.add(reasons.CHECKPOINT_ROOT, where, "checkpoint root differs from the recomputed root")
+        try:
+            status_root = root_from_extensions(opened.checkpoint.extensions)
+        except CertLedgerError as exc:
+            report.add(reasons.CHECKPOINT_STATUS_ROOT, where, str(exc))
+        else:
+            if status_root is None:
+                report.add(reasons.CHECKPOINT_STATUS_ROOT, where, "checkpoint carries no status map root")
+            elif status_root != replay.status_roots.get(opened.checkpoint.size):
+                report.add(reasons.CHECKPOINT_STATUS_ROOT, where, "status map root differs from the replayed state")
         report.checkpoints += 1
 
 

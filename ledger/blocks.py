@@ -1,13 +1,15 @@
 """Blocks: hash-chained, node-signed batches of entries.
 
 A block header commits to the Merkle tree after its entries (size and root),
-to the previous block's hash, and names the proposing node. Its hash is SM3
+to the status map after them (ADR 0018), to the previous block's hash, and names
+the proposing node. Its hash is SM3
 of its canonical JSON; the proposer signs those same bytes with its SM2 node
 key. The genesis block (height 0) holds exactly the GENESIS entry and links
 to 32 zero bytes.
 
     {"v": 1, "origin": ..., "height": h, "prev_hash": hex, "first_index": i,
-     "tree_size": n, "tree_root": hex, "time": RFC 3339, "proposer": node-id}
+     "tree_size": n, "tree_root": hex, "status_root": hex, "time": RFC 3339,
+     "proposer": node-id}
 
 Entries [first_index, tree_size) belong to block h; first_index equals the
 previous block's tree_size, so blocks tile the log without gaps or overlaps.
@@ -31,7 +33,7 @@ from signing.sm3 import sm3
 GENESIS_PREV_HASH: Final = bytes(32)
 BLOCK_SIGNER_ID: Final = DEFAULT_SIGNER_ID
 _HEADER_FIELDS: Final = frozenset(
-    {"v", "origin", "height", "prev_hash", "first_index", "tree_size", "tree_root", "time", "proposer"}
+    {"v", "origin", "height", "prev_hash", "first_index", "tree_size", "tree_root", "status_root", "time", "proposer"}
 )
 
 
@@ -43,13 +45,15 @@ class BlockHeader:
     first_index: int
     tree_size: int
     tree_root: bytes
+    #: the root of the status map (ledger.statusmap) after this block's entries
+    status_root: bytes
     time: datetime
     proposer: str
 
     def __post_init__(self) -> None:
         if self.height < 0 or self.first_index < 0 or self.tree_size <= self.first_index:
             raise InvalidInputError("block must hold at least one entry", reason=reasons.BLOCK_HEADER)
-        if len(self.prev_hash) != 32 or len(self.tree_root) != 32:
+        if len(self.prev_hash) != 32 or len(self.tree_root) != 32 or len(self.status_root) != 32:
             raise InvalidInputError("block hashes must be 32 bytes", reason=reasons.BLOCK_HEADER)
 
     def to_json(self) -> dict[str, Any]:
@@ -61,6 +65,7 @@ class BlockHeader:
             "first_index": self.first_index,
             "tree_size": self.tree_size,
             "tree_root": self.tree_root.hex(),
+            "status_root": self.status_root.hex(),
             "time": format_time(self.time),
             "proposer": self.proposer,
         }
@@ -77,6 +82,7 @@ class BlockHeader:
                 first_index=int(obj["first_index"]),
                 tree_size=int(obj["tree_size"]),
                 tree_root=bytes.fromhex(obj["tree_root"]),
+                status_root=bytes.fromhex(obj["status_root"]),
                 time=parse_time(obj["time"]),
                 proposer=str(obj["proposer"]),
             )

@@ -54,8 +54,9 @@ class NodeKeys:
             self._signers[origin] = signers
         return signers
 
-    def sign_checkpoint(self, origin: str, size: int, root: bytes) -> str:
-        note = sign_checkpoint(Checkpoint(origin=origin, size=size, root_hash=root), self.signers(origin))
+    def sign_checkpoint(self, origin: str, size: int, root: bytes, extensions: tuple[str, ...] = ()) -> str:
+        cp = Checkpoint(origin=origin, size=size, root_hash=root, extensions=extensions)
+        note = sign_checkpoint(cp, self.signers(origin))
         return note.decode("utf-8")
 
     def identity(self) -> NodeIdentity:

@@ -15,7 +15,11 @@ Steps (each recorded as a :class:`Check`):
    signed by enough genesis authorities and is itself included;
 5. signature: the record's SM2 signature verifies with that key;
 6. statement: the record is about this licence, on this origin, and the
-   reported status follows from it.
+   reported status follows from it;
+7. current state: the licence's whole state (status, version, files, latest
+   entry, ...) is the leaf of the status map whose root the quorum's checkpoint
+   carries (ADR 0018), and that state names exactly the record of step 3. An
+   inclusion proof alone cannot show that no later record exists; this can.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from ledger.checkpoint import Checkpoint, open_checkpoint, verify_quorum
 from ledger.merkle.hashing import TreeHasher
 from ledger.merkle.verify import verify_inclusion
 from ledger.records import RecordType, SignedRecord, decode_public_key
+from ledger.statusmap import StatusProof, root_from_extensions, state_value, status_key, verify_membership
 from ledger.validation import check_governance_signatures
 from signing.errors import CertLedgerError, VerificationError
 from signing.sm3 import sm3
@@ -41,6 +46,21 @@ _STATUS_BY_TYPE = {
     RecordType.RESUME: "ACTIVE",
     RecordType.ISSUE: "ACTIVE",
 }
+#: the status document's top-level fields that restate the licence state (and must equal it)
+_STATE_FIELDS = (
+    "licence_id",
+    "status",
+    "version",
+    "issuer",
+    "type_code",
+    "region",
+    "files",
+    "metadata",
+    "issued_at",
+    "updated_at",
+    "revocation_reason",
+    "superseded_files",
+)
 
 
 @dataclass(frozen=True)
@@ -164,21 +184,61 @@ def verify_status_document(
     if "files" in payload and dict(payload["files"]) != dict(data["files"]):
         raise VerificationError("reported file digests differ from the latest record", reason="client.files_mismatch")
     checks.append(Check("statement", True, f"latest record {record.record.type} implies {status}"))
+    # 7. the whole state is the status map's, at this checkpoint, and its latest record is that record
+    state = _verified_state(licence_id, data, vcp, record, int(data["inclusion_proof"]["index"]))
+    checks.append(
+        Check(
+            "current status",
+            True,
+            f"{state['status']}, version {state['version']}, latest entry {state['latest_index']}: "
+            "the licence's leaf in the status map of the quorum's checkpoint",
+        )
+    )
     return VerifiedStatus(
         origin=anchors.origin,
         licence_id=licence_id,
-        status=status,
-        version=int(data["version"]),
-        issuer=str(data["issuer"]),
-        files=dict(data["files"]),
-        metadata=dict(data["metadata"]),
+        status=str(state["status"]),
+        version=int(state["version"]),
+        issuer=str(state["issuer"]),
+        files=dict(state["files"]),
+        metadata=dict(state["metadata"]),
         record=record,
         checkpoint=vcp,
         checks=tuple(checks),
         fetched_at=time.time(),
-        revocation_reason=str(data.get("revocation_reason", "")),
-        superseded_files=tuple(data.get("superseded_files", ())),
+        revocation_reason=str(state["revocation_reason"]),
+        superseded_files=tuple(state["superseded_files"]),
     )
+
+
+def _verified_state(
+    licence_id: str, data: dict[str, Any], vcp: VerifiedCheckpoint, record: SignedRecord, index: int
+) -> dict[str, Any]:
+    """The licence state of ``data``, proven by the status map root of the checkpoint (step 7)."""
+    status_root = root_from_extensions(vcp.checkpoint.extensions)
+    if status_root is None:
+        raise VerificationError(
+            "the checkpoint carries no status map root: the current status cannot be proven",
+            reason="client.no_status_root",
+        )
+    state = data["state"]
+    if not isinstance(state, dict):
+        raise TypeError("state is not an object")
+    proof = StatusProof.from_json(data["status_proof"])
+    verify_membership(status_root, status_key(licence_id), state_value(state), proof)
+    if state.get("licence_id") != licence_id:
+        raise VerificationError("the proven state is of another licence", reason="client.wrong_record")
+    if state.get("latest_index") != index or state.get("latest_record_hash") != record.record.record_hash():
+        # e.g. an older record of the licence, with a valid inclusion proof, offered as its latest
+        raise VerificationError(
+            "the record offered is not the licence's latest record on the ledger", reason="client.not_latest"
+        )
+    for name in _STATE_FIELDS:
+        if data.get(name) != state.get(name):
+            raise VerificationError(
+                f"the reported {name} differs from the licence's proven state", reason="client.status_mismatch"
+            )
+    return state
 
 
 def included(

@@ -13,8 +13,10 @@ commit).
 
 from __future__ import annotations
 
+import json
 import os
 import threading
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
@@ -32,13 +34,18 @@ from ledger.merkle.plan import ProofPlan, inclusion_proof_keys
 from ledger.merkle.proofs import consistency_proof, inclusion_proof, root_at
 from ledger.records import GOVERNANCE_TYPES, RecordType, SignedRecord, encode_public_key, now_utc
 from ledger.state import GOVERNANCE_SIGNER, Agency, LicenceState, Node, OverlayState, StateChange, node_from_payload
+from ledger.statusmap import StatusMap, extension_line, state_value, status_key
 from ledger.store.sql import EntryRow, SqlStateView, SqlStore
 from ledger.validation import validate
 from signing.errors import CertLedgerError, ConflictError, InvalidInputError, StorageError, VerificationError
 from signing.sm2 import SM2PrivateKey, SM2PublicKey
 
-#: signs checkpoint bodies as a note: (origin, size, root) -> signed note text
-CheckpointSigner = Callable[[str, int, bytes], str]
+#: signs checkpoint bodies as a note: (origin, size, root, extension lines) -> signed note text
+CheckpointSigner = Callable[[str, int, bytes, tuple[str, ...]], str]
+#: status map versions kept per tree size, for proofs against a final checkpoint older than the head
+_STATUS_VERSIONS = 256
+#: entries another process may have appended before the map is rebuilt rather than updated
+_STATUS_CATCH_UP = 50_000
 
 SM3_HASHER = TreeHasher()
 _T = TypeVar("_T")
@@ -106,6 +113,8 @@ class _Batch:
     new_nodes: list[tuple[tuple[int, int], bytes]] = field(default_factory=list)
     accepted: list[Accepted] = field(default_factory=list)
     rejected: list[Rejected] = field(default_factory=list)
+    #: the status map after the batch (ADR 0018)
+    status: StatusMap = field(default_factory=StatusMap)
 
 
 @dataclass(frozen=True)
@@ -166,6 +175,10 @@ class Ledger:
         self._proposed: tuple[bytes, frozenset[tuple[bytes, int, int]]] | None = None
         #: block proposers' SM2 keys as first seen (equal keys hash equal): see _check_proposer
         self._node_keys: dict[SM2PublicKey, SM2PublicKey] = {}
+        #: status map versions by tree size (ADR 0018), newest last; built from the licence table
+        #: on first use (a CLI command that never needs it never pays for it)
+        self._status_maps: OrderedDict[int, StatusMap] = OrderedDict()
+        self._status_lock = threading.Lock()
 
     @classmethod
     def open(cls, url: str, identity: NodeIdentity | None = None, *, create: bool = True) -> Ledger:
@@ -180,6 +193,43 @@ class Ledger:
         with self.store.read() as conn:
             size = self.store.tree_size(conn)
         return CompactRange.from_nodes(size, self.store, hasher=self.hasher)
+
+    def _status_map(self, conn: Connection, size: int) -> StatusMap | None:
+        """The status map at tree ``size`` as committed, or None if this node no longer has it.
+
+        Kept per size as blocks are written; when ``size`` is the head of ``conn``'s snapshot
+        and not kept (first use, or another process appended), it is built from the licence
+        table of that snapshot, which is the state at that size.
+        """
+        with self._status_lock:
+            found = self._status_maps.get(size)
+            older = max((s for s in self._status_maps if s < size), default=None)
+            base = None if older is None else self._status_maps[older]
+        if found is not None:
+            return found
+        if self.store.tree_size(conn) != size:
+            return None
+        if base is not None and older is not None and size - older <= _STATUS_CATCH_UP:
+            # another process appended since: only the licences of those entries changed
+            changed = self.store.licence_ids_between(conn, older, size)
+            built = base.updated(
+                (status_key(licence_id), state_value(json.loads(data)))
+                for licence_id, data in self.store.licence_rows(conn, changed)
+            )
+        else:
+            built = StatusMap.build(
+                (status_key(licence_id), state_value(json.loads(data)))
+                for licence_id, data in self.store.licence_rows(conn)
+            )
+        self._keep_status_map(size, built)
+        return built
+
+    def _keep_status_map(self, size: int, status: StatusMap) -> None:
+        with self._status_lock:
+            self._status_maps[size] = status
+            self._status_maps.move_to_end(size)
+            while len(self._status_maps) > _STATUS_VERSIONS:
+                self._status_maps.popitem(last=False)
 
     # -- reads ----------------------------------------------------------------------------
 
@@ -456,6 +506,11 @@ class Ledger:
             if found is None or key is None:
                 raise InvalidInputError("the record's key has no admission record", reason="agency.key_unknown")
             admission_index, admission = found
+            status_map = self._status_map(conn, size)
+            if status_map is None:
+                # a node that restarted holds the map at its head only, and the final checkpoint lags
+                raise NotFinalError("the status map of the final checkpoint is not held here yet; retry shortly")
+            status_proof = status_map.proof(status_key(licence_id))
             latest_proof = self._inclusion_proof(conn, lic.latest_index, size, row)
             admission_proof = self._admission_proofs.get((admission_index, size))
             if admission_proof is None:
@@ -487,6 +542,8 @@ class Ledger:
                 "record": admission.to_json(),
                 "inclusion_proof": admission_proof.to_json(),
             },
+            "state": state,
+            "status_proof": status_proof.to_json(),
             "checkpoint": note,
         }
 
@@ -545,6 +602,7 @@ class Ledger:
                 raise
             if result.block is not None:
                 self._range = batch.range
+                self._keep_status_map(batch.range.size, batch.status)
         return result
 
     def propose(self, records: Sequence[SignedRecord], *, now: datetime | None = None) -> Proposal:
@@ -604,12 +662,18 @@ class Ledger:
                             f"block {block.height}: its header does not match the tree of its entries",
                             reason=reasons.BLOCK_ROOT,
                         )
+                    if block.header.status_root != batch.status.root:
+                        raise VerificationError(
+                            f"block {block.height}: its status map root is not the state its entries leave",
+                            reason=reasons.BLOCK_STATUS_ROOT,
+                        )
                     result.accepted = batch.accepted
                     result.block, result.checkpoint = block, self._write(conn, batch, block, identity)
             except BaseException:
                 self._range = self._load_range()
                 raise
             self._range = batch.range
+            self._keep_status_map(batch.range.size, batch.status)
         return result
 
     def _check_proposer(self, conn: Connection, block: Block, entries: Sequence[SignedRecord]) -> None:
@@ -646,6 +710,7 @@ class Ledger:
             first_index=batch.start,
             tree_size=batch.range.size,
             tree_root=batch.range.root(),
+            status_root=batch.status.root,
             time=batch.time,
             proposer=proposer,
         )
@@ -658,7 +723,9 @@ class Ledger:
             self.store.meta_put(conn, "origin", batch.origin)
             self.store.meta_put(conn, "policy", batch.genesis_hex)
         rows = [replace(r, block_height=block.height) for r in batch.rows]
-        note = identity.sign_checkpoint(batch.origin, block.header.tree_size, block.header.tree_root)
+        note = identity.sign_checkpoint(
+            batch.origin, block.header.tree_size, block.header.tree_root, (extension_line(block.header.status_root),)
+        )
         self.store.write_batch(conn, rows, batch.new_nodes, batch.changes, block, (block.header.tree_size, note))
         return note
 
@@ -783,6 +850,11 @@ class Ledger:
                 )
             )
             batch.accepted.append(Accepted(position, index, record.record_hash(), leaf))
+        base = self._status_map(conn, start)
+        if base is None:  # start is this snapshot's head: the map is kept or built, never missing
+            raise StorageError(f"no status map at tree size {start}", reason="ledger.status_map")
+        final = {c.licence.licence_id: c.licence for c in batch.changes if c.licence is not None}
+        batch.status = base.updated((status_key(i), state_value(lic.to_json())) for i, lic in final.items())
         return batch
 
     def rebuild(self, progress: Callable[[int], None] | None = None) -> int:
@@ -804,6 +876,8 @@ class Ledger:
                 if progress is not None:
                     progress(1)
         self.store.invalidate_caches()
+        with self._status_lock:
+            self._status_maps.clear()
         return count
 
 

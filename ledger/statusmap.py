@@ -232,7 +232,7 @@ class StatusProof:
                 raise ValueError
             siblings = tuple(_hex32(s) for s in raw)
             other = None
-            if "other" in obj:
+            if obj.get("other") is not None:  # JSON null: a membership proof, as when absent
                 o = obj["other"]
                 if not isinstance(o, dict) or set(o) != {"key", "value"}:
                     raise ValueError

@@ -44,6 +44,7 @@ import httpx
 import structlog
 from sqlalchemy import select
 
+from ledger import reasons
 from ledger.blocks import Block, BlockHeader
 from ledger.checkpoint import Checkpoint, open_checkpoint, verify_quorum
 from ledger.identity import checkpoint_verifiers, note_key_name
@@ -52,6 +53,7 @@ from ledger.records import GOVERNANCE_TYPES, SignedRecord
 from ledger.sequencer import Acknowledgement, OverloadedError
 from ledger.service import Accepted, BatchResult, Ledger
 from ledger.state import Node
+from ledger.statusmap import extension_line, root_from_extensions
 from ledger.store import schema
 from nodes.etcd import Etcd, KeyValue, WatchCompacted, prefix_end
 from nodes.handon_ticket import TICKET_HEADER, TICKET_LIFETIME, UNAUTHENTICATED, TicketCheck, issue_ticket
@@ -111,8 +113,9 @@ class _Cosig(NamedTuple):
     tree_size: int
     signer: str
     note: str
-    #: our tree root at that size when known in memory (else read from our stored checkpoint)
-    own_root: bytes | None
+    #: our (tree root, status map root) at that size when known in memory (else read from our
+    #: stored checkpoint)
+    own_roots: tuple[bytes, bytes] | None
 
 
 @dataclass
@@ -191,7 +194,7 @@ class ClusterNode:
         self._cosigners: dict[int, set[str]] = {}
         self._cosigners_lock = threading.Lock()
         #: height -> (tree size, root) of recently applied blocks: cosignatures are checked against these
-        self._heads: dict[int, tuple[int, bytes]] = {}
+        self._heads: dict[int, tuple[int, bytes, bytes]] = {}
 
     # -- keys -----------------------------------------------------------------------------
 
@@ -328,7 +331,7 @@ class ClusterNode:
 
     def _unfinal_blocks(self) -> int:
         with self._pending_lock:
-            return sum(1 for size, _ in self._heads.values() if size > self.final_size)
+            return sum(1 for size, _, _ in self._heads.values() if size > self.final_size)
 
     def _hold_for_finality(self) -> None:
         """Wait (bounded) while our earlier blocks are not final yet and the next one would not be full.
@@ -559,7 +562,7 @@ class ClusterNode:
         self.etcd_height = max(self.etcd_height, block.height)
         with self._pending_lock:
             # apply_block checked that our tree has the header's size and root, and our checkpoint says so
-            self._heads[block.height] = (block.header.tree_size, block.header.tree_root)
+            self._heads[block.height] = (block.header.tree_size, block.header.tree_root, block.header.status_root)
             for h in [h for h in self._heads if h < block.height - _HEADS_KEPT]:
                 del self._heads[h]
         if governance:
@@ -577,7 +580,10 @@ class ClusterNode:
             for h in [h for h in self._pending_cosigs if h < block.height]:
                 del self._pending_cosigs[h]  # cosignatures of heights we skipped over (caught up from peers)
         self._take_cosigs(
-            [_Cosig(block.header.tree_size, signer, note, block.header.tree_root) for signer, note in parked.items()]
+            [
+                _Cosig(block.header.tree_size, signer, note, (block.header.tree_root, block.header.status_root))
+                for signer, note in parked.items()
+            ]
         )
         policy = self._quorum()
         if policy is not None and policy[2] <= 1:
@@ -791,7 +797,7 @@ class ClusterNode:
                     return None
                 # an older block: compare with our stored checkpoint
                 return _Cosig(block.header.tree_size, signer, note, None)
-        return _Cosig(head[0], signer, note, head[1])
+        return _Cosig(head[0], signer, note, (head[1], head[2]))
 
     def _verifiers(self, origin: str, node: Node) -> list[Verifier]:
         # built once per node key: decoding the public keys costs about as much as a verification
@@ -878,19 +884,29 @@ class ClusterNode:
             return None
         if opened.checkpoint.size != tree_size:
             return None
-        own_root = cosig.own_root
-        if own_root is None:
+        own_roots = cosig.own_roots
+        if own_roots is None:
             with self.ledger.store.read() as conn:
                 own = self.ledger.store.checkpoint(conn, tree_size)
             if own is None:
                 return None
             try:
                 # our own stored note: parsed, not re-verified (audit verifies what is stored)
-                own_root = _note_checkpoint(own[1]).root_hash
+                own_cp = _note_checkpoint(own[1])
+                own_status = root_from_extensions(own_cp.extensions)
+                if own_status is None:
+                    raise VerificationError("no status map root", reason=reasons.CHECKPOINT_STATUS_ROOT)
             except CertLedgerError as exc:
                 self._alarm("own_checkpoint_unreadable", {"size": tree_size, "reason": exc.reason})
                 return None
-        if own_root != opened.checkpoint.root_hash:
+            own_roots = (own_cp.root_hash, own_status)
+        own_root, own_status = own_roots
+        try:
+            their_status = root_from_extensions(opened.checkpoint.extensions)
+        except CertLedgerError:
+            their_status = None  # two status lines, or a malformed one: not our text (below)
+        if own_root != opened.checkpoint.root_hash or (their_status is not None and their_status != own_status):
+            # the same tree with another status map is a fork too: one of the two states is false
             # two signed checkpoints for the same origin and size that disagree: proof of a fork
             self._alarm(
                 "checkpoint_fork",
@@ -898,9 +914,10 @@ class ClusterNode:
                 key=("checkpoint_fork", tree_size, signer, note),
             )
             return None
-        if opened.checkpoint.to_text() != Checkpoint(origin, tree_size, own_root).to_text():
-            # our tree head with extension lines: its signature lines do not sign our note's text, so
-            # merged into our note they would make it fail for everyone who checks it
+        ours = Checkpoint(origin, tree_size, own_root, (extension_line(own_status),))
+        if opened.checkpoint.to_text() != ours.to_text():
+            # our tree head with other extension lines (or none): its signature lines do not sign our
+            # note's text, so merged into our note they would make it fail for everyone who checks it
             self._alarm(
                 "bad_cosignature",
                 {"size": tree_size, "signer": signer, "reason": "checkpoint.extensions", "note": note},

@@ -44,6 +44,18 @@ class KeyAdmission(BaseModel):
     inclusion_proof: InclusionProofModel
 
 
+class StatusLeafModel(BaseModel):
+    key: str = Field(description="Another licence's key (SM3 of its ID), hex, standing where the asked key would.")
+    value: str = Field(description="That licence's state value, hex.")
+
+
+class StatusProofModel(BaseModel):
+    siblings: list[str] = Field(
+        description="Sibling hashes from the status map root down to the licence's leaf (ADR 0018), hex."
+    )
+    other: StatusLeafModel | None = Field(default=None, description="Only in proofs of absence.")
+
+
 class LicenceResponse(BaseModel):
     origin: str
     licence_id: str
@@ -61,6 +73,13 @@ class LicenceResponse(BaseModel):
     latest_record: dict[str, Any]
     inclusion_proof: InclusionProofModel
     signing_key: KeyAdmission
+    state: dict[str, Any] = Field(
+        description="The licence state: SM3 of its RFC 8785 JSON is the licence's leaf value in the status map. "
+        "The fields above restate it."
+    )
+    status_proof: StatusProofModel = Field(
+        description="The leaf's path to the status map root carried by the checkpoint (extension line `status-map`)."
+    )
     checkpoint: str
 
 

@@ -420,6 +420,23 @@ class SqlStore:
             yield from rows
             pos = rows[-1].index + 1
 
+    def licence_rows(self, conn: Connection, ids: Sequence[str] | None = None) -> Iterator[tuple[str, str]]:
+        """(ID, stored state JSON) of every licence, or of those in ``ids``; in no particular order."""
+        query = select(t.st_licences.c.licence_id, t.st_licences.c.data)
+        if ids is None:
+            for licence_id, data in conn.execute(query):
+                yield str(licence_id), str(data)
+            return
+        for chunk in _chunks(list(ids), 500):
+            for licence_id, data in conn.execute(query.where(t.st_licences.c.licence_id.in_(chunk))):
+                yield str(licence_id), str(data)
+
+    def licence_ids_between(self, conn: Connection, start: int, end: int) -> list[str]:
+        """The distinct licences of entries [start, end)."""
+        e = t.entries.c
+        query = select(e.licence_id).where(e.idx >= start, e.idx < end, e.licence_id.is_not(None)).distinct()
+        return [str(row[0]) for row in conn.execute(query)]
+
     def licence_entries(self, conn: Connection, licence_id: str) -> list[EntryRow]:
         rows = conn.execute(
             select(t.entries).where(t.entries.c.licence_id == licence_id).order_by(t.entries.c.idx)

@@ -343,6 +343,7 @@ def signature_floor() -> dict[str, float]:
     from ledger.identity import NodeKeys, checkpoint_verifiers
     from ledger.records import SignedRecord
     from ledger.state import node_from_payload
+    from ledger.statusmap import extension_line
 
     agency, node = SM2PrivateKey.generate(), NodeKeys.generate("floor-node")
     record = SignedRecord.from_bytes(sign_records(agency, 1, 30_000_000)[0])
@@ -353,11 +354,12 @@ def signature_floor() -> dict[str, float]:
         first_index=100,
         tree_size=113,
         tree_root=bytes(range(32)),
+        status_root=bytes(range(32, 64)),
         time=now_utc(),
         proposer=node.node_id,
     )
     block = sign_block(header, node.sm2)
-    note = node.sign_checkpoint(lc.ORIGIN, 113, bytes(range(32)))
+    note = node.sign_checkpoint(lc.ORIGIN, 113, bytes(range(32)), (extension_line(bytes(range(32, 64))),))
     verifiers = checkpoint_verifiers(lc.ORIGIN, [node_from_payload(node.node_json("floor"))])
     pub = agency.public_key
     return {

@@ -304,7 +304,8 @@ def tamper(db: Path, keys: NodeKeys) -> tuple[int, str]:
     """Rewrite history in a stopped node's SQLite store, as its operator could.
 
     One ISSUE entry's bytes are changed (the licence ID), and the node's latest
-    checkpoint is replaced by one over the rewritten entries — validly signed
+    checkpoint is replaced by one over the rewritten entries (its status map line
+    kept) — validly signed
     with the node's own keys, so it is a signed statement peers can hold
     against it. The append-only triggers are dropped around the writes and put
     back. Returns the checkpoint's size and the new note.
@@ -321,7 +322,10 @@ def tamper(db: Path, keys: NodeKeys) -> tuple[int, str]:
         size = conn.execute("SELECT max(tree_size) FROM checkpoints").fetchone()[0]
         leaves = [SM3_HASHER.hash_leaf(bytes(row[0])) for row in conn.execute("SELECT data FROM entries ORDER BY idx")]
         assert len(leaves) == size
-        note = keys.sign_checkpoint(ORIGIN, size, merkle_root(SM3_HASHER, leaves))
+        # the status map line is kept as it was: the forger rewrites one entry, not every licence
+        old_note = conn.execute("SELECT note FROM checkpoints WHERE tree_size = ?", (size,)).fetchone()[0]
+        status_line = next(line for line in old_note.splitlines() if line.startswith("status-map "))
+        note = keys.sign_checkpoint(ORIGIN, size, merkle_root(SM3_HASHER, leaves), (status_line,))
         conn.execute("UPDATE checkpoints SET note = ? WHERE tree_size = ?", (note, size))
         for name in ("entries_no_update", "checkpoints_no_update"):
             conn.execute(triggers[name])

@@ -355,6 +355,7 @@ def test_licence_status_and_history_verify(
             "key admission",
             "signature",
             "statement",
+            "current status",
         ]
         assert all(c.ok for c in verified.checks)
 

@@ -256,6 +256,7 @@ EXPECTED_CHECKS = [
     "key admission",
     "signature",
     "statement",
+    "current status",
 ]
 
 

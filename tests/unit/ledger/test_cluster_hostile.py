@@ -30,6 +30,7 @@ from ledger.identity import NodeKeys, note_key_name
 from ledger.records import RecordType
 from ledger.sequencer import Acknowledgement
 from ledger.service import Ledger
+from ledger.statusmap import extension_line
 from nodes import cluster
 from nodes.cluster import ClusterNode, ClusterSettings, _Cosig, _encode_block, _height_of, _settle, _Waiter
 from nodes.etcd import KeyValue
@@ -61,14 +62,14 @@ def pair(tmp_path: Path, keys: KeyRing) -> Iterator[tuple[World, Ledger, Cluster
         peer.close()
 
 
-def _block(world: World, peer: Ledger, n: int) -> tuple[int, bytes]:
-    """A block of ``n`` records proposed by us and applied on both nodes; its (tree size, root)."""
+def _block(world: World, peer: Ledger, n: int) -> tuple[int, bytes, bytes]:
+    """A block of ``n`` records proposed by us and applied on both nodes; its (tree size, root, status root)."""
     p = world.ledger.propose([world.issue("SZ", f"L-HOST-{world.next_nonce()}") for _ in range(n)], now=world.now)
     assert p.block is not None
     world.ledger.apply_block(p.block, p.entries)
     peer.apply_block(p.block, p.entries)
     world.tick()
-    return p.block.header.tree_size, p.block.header.tree_root
+    return p.block.header.tree_size, p.block.header.tree_root, p.block.header.status_root
 
 
 def _kinds(node: ClusterNode) -> list[str]:
@@ -152,21 +153,41 @@ def test_cosignatures_are_parked_once_per_signer_for_a_bounded_number_of_heights
 def test_a_cosignature_with_extension_lines_is_refused(pair: tuple[World, Ledger, ClusterNode]) -> None:
     """Same origin, size and root, plus an extension line: its signature does not sign our note's text."""
     world, peer, node = pair
-    size, root = _block(world, peer, 3)
-    extended = sign_checkpoint(Checkpoint(ORIGIN, size, root, ("extra line",)), PEER.signers(ORIGIN)).decode()
+    size, root, status = _block(world, peer, 3)
+    ours = (extension_line(status),)
+    extended = sign_checkpoint(Checkpoint(ORIGIN, size, root, (*ours, "extra line")), PEER.signers(ORIGIN)).decode()
     policy = node._quorum()
     assert policy is not None
     origin, nodes, _ = policy
-    assert node._verified_cosig(origin, nodes, _Cosig(size, "node-2", extended, root)) is None
+    assert node._verified_cosig(origin, nodes, _Cosig(size, "node-2", extended, (root, status))) is None
     assert _kinds(node) == ["bad_cosignature"]
     assert node.alarms[0]["reason"] == "checkpoint.extensions"
     # the peer's own checkpoint for that head is taken, and makes it final (quorum 2 of 2)
     theirs = peer.checkpoint_at(size)
     assert theirs is not None
-    node._take_cosigs([_Cosig(size, "node-2", theirs, root)])
+    node._take_cosigs([_Cosig(size, "node-2", theirs, (root, status))])
     assert node.final_size == size
     final_size, final_note = world.ledger.latest_checkpoint()
     assert final_size == size and "extra line" not in final_note
+
+
+@pytest.mark.parametrize("in_memory", [True, False])
+def test_a_cosignature_of_our_tree_with_another_status_map_is_a_fork(
+    pair: tuple[World, Ledger, ClusterNode], in_memory: bool
+) -> None:
+    """Same origin, size and tree root, another status map root: one of the two states is false."""
+    world, peer, node = pair
+    size, root, status = _block(world, peer, 2)
+    lying = sign_checkpoint(
+        Checkpoint(ORIGIN, size, root, (extension_line(bytes(32)),)), PEER.signers(ORIGIN)
+    ).decode()
+    policy = node._quorum()
+    assert policy is not None
+    origin, nodes, _ = policy
+    # known in memory (a recent head) or read back from our stored checkpoint (an older one)
+    cosig = _Cosig(size, "node-2", lying, (root, status) if in_memory else None)
+    assert node._verified_cosig(origin, nodes, cosig) is None
+    assert _kinds(node) == ["checkpoint_fork"]
 
 
 def test_a_reject_value_of_another_shape_fails_the_waiter_cleanly(pair: tuple[World, Ledger, ClusterNode]) -> None:
@@ -221,7 +242,7 @@ def test_a_removed_node_proposes_no_later_block(pair: tuple[World, Ledger, Clust
 def test_peer_blocks_need_a_tree_head_the_quorum_signed(pair: tuple[World, Ledger, ClusterNode]) -> None:
     """Catch-up checks the head a chunk of peer blocks ends in against a quorum checkpoint first."""
     world, peer, node = pair
-    size, _ = _block(world, peer, 4)
+    size, _, _ = _block(world, peer, 4)
     block = world.ledger.block(1)
     assert block is not None
     with TestClient(create_app(peer)) as http:
@@ -241,7 +262,7 @@ def test_peer_blocks_need_a_tree_head_the_quorum_signed(pair: tuple[World, Ledge
         _block(world, peer, 2)
         older = world.ledger.block(2)
         assert older is not None
-        size3, _ = _block(world, peer, 3)
+        size3, _, _ = _block(world, peer, 3)
         peer.add_cosignature_sets([(size3, name, _our_lines(world.ledger, size3))])
         assert peer.latest_checkpoint()[0] == size3
         node._check_quorum_head(http, "", older)
