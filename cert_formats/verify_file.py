@@ -200,8 +200,13 @@ def _ofd(data: bytes, roots: Sequence[Certificate], at: datetime | None) -> _Fac
     facts.bundle = attachment.data if attachment else None
     digests: dict[str, bytes] = {}
     result = inspect_ofd_package(
-        parts, list(roots), at=at, exempt=[bundle_path] if bundle_path else [], limits=limits,
-        deadline=deadline, digests=digests,
+        parts,
+        list(roots),
+        at=at,
+        exempt=[bundle_path] if bundle_path else [],
+        limits=limits,
+        deadline=deadline,
+        digests=digests,
     )
     if result.ok:
         facts.checks.append(
@@ -230,11 +235,19 @@ def verify_licence_file(
     roots: Sequence[Certificate],
     anchors: Sequence[TrustAnchors] = (),
     live: StatusSource | None = None,
+    live_origin: str | None = None,
     at: datetime | None = None,
 ) -> FileVerdict:
     """The verdict on a licence file. ``roots`` are the province CA certificates the
     signers chain to; ``anchors`` the ledgers whose proof bundles are accepted offline;
-    ``live`` a verified status source (local ledger or remote client)."""
+    ``live`` a verified status source (local ledger or remote client) for the ledger
+    ``live_origin``.
+
+    When ``live`` is asked and gives no status (unreachable, not final yet, or it does not
+    know the licence), a proof bundle of that same ledger gives no verdict: it proves the
+    status at issue time, and the ledger that could say whether it still holds did not.
+    Only a bundle of another ledger (``live_origin`` set and different), or a check
+    without ``live`` at all (offline), is judged by its bundle."""
     if len(data) > MAX_FILE_BYTES:
         raise InvalidInputError(f"file larger than {MAX_FILE_BYTES} bytes", reason="file.too_large")
     fmt = detect_format(data)  # 1.
@@ -251,7 +264,7 @@ def verify_licence_file(
     if not facts.authentic:
         return FileVerdict("forged", fmt, tuple(checks), licence_id, facts.identifier, facts.digest)
     # 5. status
-    status, source = _status(licence_id, facts.bundle, anchors, live, checks)
+    status, source = _status(licence_id, facts.bundle, anchors, live, live_origin, checks)
     if status is None:
         return FileVerdict("unknown", fmt, tuple(checks), licence_id, facts.identifier, facts.digest)
     # 6. verdict
@@ -264,6 +277,7 @@ def _status(
     bundle: bytes | None,
     anchors: Sequence[TrustAnchors],
     live: StatusSource | None,
+    live_origin: str | None,
     checks: list[FileCheck],
 ) -> tuple[dict[str, Any] | None, str]:
     if live is not None:
@@ -299,6 +313,19 @@ def _status(
         checks.append(FileCheck("proof bundle", False, f"the proof bundle does not verify: {exc}", exc.reason))
         return None, ""
     checks.append(FileCheck("proof bundle", True, "; ".join(c.detail for c in verified.checks)))
+    if live is not None and (live_origin is None or live_origin == origin):
+        # the licence's own ledger was asked and did not confirm it: a revocation since the file
+        # was issued would look exactly like this, so the issue-time status decides nothing
+        checks.append(
+            FileCheck(
+                "current status",
+                False,
+                "the licence's own ledger did not give its current status; the proof bundle only shows "
+                f"its status when the file was issued ({verified.status})",
+                "bundle.not_current",
+            )
+        )
+        return None, ""
     return document, "proof bundle (status when the file was issued)"
 
 

@@ -264,7 +264,10 @@ def verify_routes(
 
         def verify(data: bytes) -> dict[str, Any]:
             live: StatusSource = local_status
-            result = verify_licence_file(data, roots=roots.load(), anchors=[anchors.get()], live=live)
+            anchor = anchors.get()
+            result = verify_licence_file(
+                data, roots=roots.load(), anchors=[anchor], live=live, live_origin=anchor.origin
+            )
             answer = result.to_json()
             answer["history"] = (
                 [e.to_json() for e in history_timeline(ledger, result.licence_id)] if result.licence_id else []

@@ -351,6 +351,7 @@ def verify(
     root_certs = [c for p in root_files for c in load_certificates(p.read_bytes())]
     anchors: list[TrustAnchors] = []
     live: Any = None
+    live_origin: str | None = None
     if genesis is not None:
         anchors.append(TrustAnchors.from_genesis(genesis.read_bytes()))
     if remote and not offline:
@@ -362,6 +363,7 @@ def verify(
 
         client = LedgerClient(remote, anchors[0])
         live = lambda licence_id: _remote_status(client, licence_id)  # noqa: E731
+        live_origin = anchors[0].origin
     elif (home_path / "certledger.toml").exists():
         from nodes.local import open_node
 
@@ -370,9 +372,12 @@ def verify(
             row = node.ledger.store.entry(conn, 0)
         if row is not None:
             anchors.append(TrustAnchors.from_genesis(row.data))
+            live_origin = anchors[-1].origin
         if not offline:
             live = lambda licence_id: _local_status(node, licence_id)  # noqa: E731
-    result = verify_licence_file(file.read_bytes(), roots=root_certs, anchors=anchors, live=live)
+    result = verify_licence_file(
+        file.read_bytes(), roots=root_certs, anchors=anchors, live=live, live_origin=live_origin
+    )
     data = result.to_json()
 
     def human(d: dict[str, Any]) -> str:

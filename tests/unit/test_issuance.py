@@ -40,7 +40,7 @@ from ledger.anchors import TrustAnchors
 from ledger.records import Record, RecordType, new_nonce, now_utc, sign_record
 from nodes.config import NodeConfig
 from nodes.local import LocalNode, agency_key_json, init_node
-from signing.errors import InvalidInputError
+from signing.errors import InvalidInputError, StorageError
 from signing.sm2 import SM2PrivateKey
 from signing.x509 import Certificate, DistinguishedName, Role, Validity, issue_certificate, issue_root_certificate
 
@@ -190,6 +190,34 @@ def test_offline_verdict_from_proof_bundle(world: World, fmt: str) -> None:
     assert result.verdict == "valid"
     assert result.status_source.startswith("proof bundle")
     assert any(c.name == "proof bundle" and c.ok for c in result.checks)
+
+
+def _unanswered(licence_id: str) -> dict[str, Any] | None:
+    raise StorageError("connection refused", reason="remote.unreachable")
+
+
+@pytest.mark.parametrize("live", ["unreachable", "not found", "not final"])
+def test_a_revoked_licence_is_never_valid_when_its_ledger_gives_no_status(world: World, live: str) -> None:
+    """The file's bundle says ACTIVE (at issue time); its own ledger, asked, did not answer: no verdict."""
+    _, pdf, _ = world.files["revoked"]
+
+    def source(licence_id: str) -> dict[str, Any] | None:
+        if live == "not found":
+            return None
+        if live == "not final":
+            raise StorageError("not final yet", reason="ledger.not_final")
+        return _unanswered(licence_id)
+
+    for origin in (world.anchors.origin, None):
+        result = verify_licence_file(pdf, roots=[world.root], anchors=[world.anchors], live=source, live_origin=origin)
+        assert result.verdict == "unknown", result.to_json()
+        assert any(c.reason == "bundle.not_current" for c in result.checks)
+        assert any(c.name == "proof bundle" and c.ok for c in result.checks)  # still checked, and shown
+    # a bundle of another ledger than the one asked is judged by the bundle (the issue-time status)
+    result = verify_licence_file(
+        pdf, roots=[world.root], anchors=[world.anchors], live=source, live_origin="another.example/licences"
+    )
+    assert result.verdict == "valid" and result.status_source.startswith("proof bundle")
 
 
 def test_digests_survive_bundle_attachment(world: World) -> None:
