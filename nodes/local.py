@@ -9,11 +9,14 @@ opens it again.
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+
+from sqlalchemy.engine import make_url
 
 from ledger.identity import NodeKeys
 from ledger.records import (
@@ -99,15 +102,17 @@ def init_node(
     time_window: int = 300,
     description: str = "",
 ) -> LocalNode:
-    """Create keys, config and the genesis block of a new single-node ledger."""
+    """Create keys, config and the genesis block of a new single-node ledger.
+
+    All or nothing: if any step fails (an origin the genesis refuses, a database that
+    cannot be opened, ...) what this call created is removed again, so the same
+    command with a corrected option runs on a clean home. The config file, which
+    marks a home as a node, is written last.
+    """
     if config.config_path.exists():
         raise InvalidInputError(f"{config.home} already holds a certledger node", reason="config.exists")
     keys = NodeKeys.generate(config.node_id)
     authority = SM2PrivateKey.generate()
-    keys.save(config.keys_path, passphrase)
-    write_secret(config.keys_path / AUTHORITY_KEY_FILE, authority.to_pem(passphrase))
-    config.origin = origin
-    config.save()
     payload: dict[str, Any] = {
         "agencies": [dict(a) for a in agencies],
         "nodes": [keys.node_json(node_name, config.public_url)],
@@ -122,10 +127,47 @@ def init_node(
     }
     if description:
         payload["description"] = description
+    # the record is built (and its fields checked) before anything is written
     genesis = sign_record(Record(RecordType.GENESIS, origin, now_utc(), new_nonce(), "", "", payload), [authority])
-    ledger = Ledger.open(config.database, keys.identity())
-    ledger.initialise(genesis)
+    created = _Created(config)
+    ledger: Ledger | None = None
+    try:
+        keys.save(config.keys_path, passphrase)
+        write_secret(config.keys_path / AUTHORITY_KEY_FILE, authority.to_pem(passphrase))
+        ledger = Ledger.open(config.database, keys.identity())
+        ledger.initialise(genesis)
+        config.origin = origin
+        config.save()
+    except BaseException:
+        if ledger is not None:
+            ledger.close()
+        created.remove()
+        raise
     return LocalNode(config, keys, ledger, passphrase)
+
+
+class _Created:
+    """What ``init_node`` may create, noted before it starts, so that a failed init removes exactly that."""
+
+    def __init__(self, config: NodeConfig) -> None:
+        self.home = None if config.home.exists() else config.home
+        self.keys = None if config.keys_path.exists() else config.keys_path
+        self.config = config.config_path
+        self.database: list[Path] = []
+        url = make_url(config.database)
+        if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
+            db = Path(url.database)
+            if not db.exists():
+                self.database = [db, db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm")]
+
+    def remove(self) -> None:
+        for path in self.database:
+            path.unlink(missing_ok=True)
+        self.config.unlink(missing_ok=True)
+        if self.keys is not None:
+            shutil.rmtree(self.keys, ignore_errors=True)
+        if self.home is not None:
+            shutil.rmtree(self.home, ignore_errors=True)
 
 
 def open_node(config: NodeConfig, passphrase: bytes | None, *, write: bool = True) -> LocalNode:

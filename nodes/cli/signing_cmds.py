@@ -18,11 +18,18 @@ from signing.sm2.backends import get_backend
 _PASSPHRASE_FILE_HELP = "File holding the key passphrase (default: $CERTLEDGER_PASSPHRASE)."  # noqa: S105 - help text
 
 
-def _write_private(path: Path, data: bytes) -> None:
-    # create with 0600 from the start: never a moment where the key is world-readable
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
+def _write_new(path: Path, data: bytes, mode: int) -> None:
+    # create-only (O_EXCL): an existing file, a private key above all, is never replaced; a
+    # private key is created 0600 from the start, never for a moment world-readable
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
 
 
 @click.command()
@@ -49,12 +56,20 @@ def keygen(out: Path, pub: Path | None, passphrase_file: Path | None, no_encrypt
             "a passphrase is required (--passphrase-file or CERTLEDGER_PASSPHRASE); "
             "use --no-encrypt only for throwaway keys"
         )
-    if out.exists():
-        raise InvalidInputError(f"{out} already exists; refusing to overwrite a key")
-    key = SM2PrivateKey.generate()
     pub_path = pub or out.with_name(out.name.removesuffix(".pem") + ".pub.pem")
-    _write_private(out, key.to_pem(None if no_encrypt else passphrase))
-    pub_path.write_bytes(key.public_key.to_pem())
+    if out.resolve() == pub_path.resolve():
+        raise InvalidInputError("--out and --pub name the same file")
+    for path in (out, pub_path):
+        if path.exists() or path.is_symlink():
+            raise InvalidInputError(f"{path} already exists; refusing to overwrite a key")
+    key = SM2PrivateKey.generate()
+    # the public half first: if it cannot be written, no private key is left behind without it
+    _write_new(pub_path, key.public_key.to_pem(), 0o644)
+    try:
+        _write_new(out, key.to_pem(None if no_encrypt else passphrase), 0o600)
+    except BaseException:
+        pub_path.unlink(missing_ok=True)
+        raise
     emit(
         {
             "private_key": str(out),

@@ -110,3 +110,31 @@ def test_init_takes_the_database_from_the_environment_and_resolves_a_bare_path_i
     _ok(run_cli("init", "--home", bare, "--origin", ORIGIN, "--database", "rel.db", env=env, cwd=elsewhere))
     assert (bare / "rel.db").exists() and not (elsewhere / "rel.db").exists()
     _ok(run_cli("checkpoint", "--home", bare, cwd=elsewhere))
+
+
+@pytest.mark.parametrize(
+    ("args", "reason"),
+    [
+        (("--origin", "bad origin"), "record.malformed"),
+        (("--origin", ORIGIN, "--time-window", "-5"), None),
+        (("--origin", ORIGIN, "--database", "/nonexistent/dir/x.db"), None),
+    ],
+)
+def test_a_failed_init_leaves_nothing_behind(
+    run_cli: Callable[..., Any], tmp_path: Path, args: tuple[str, ...], reason: str | None
+) -> None:
+    """init is all or nothing: no keys, config or database survive a refusal, so a corrected retry works."""
+    fresh = tmp_path / "fresh"
+    kept = tmp_path / "kept"
+    kept.mkdir()
+    (kept / "notes.txt").write_text("the operator's own file", "utf-8")
+    for home in (fresh, kept):
+        failed = run_cli("init", *args, env={"CERTLEDGER_HOME": str(home), "CERTLEDGER_PASSPHRASE": "pw"}, cwd=tmp_path)
+        assert failed.rc != 0 and "Traceback" not in failed.stderr, failed.stderr
+        if reason is not None:
+            failed.assert_error(reason)
+    assert not fresh.exists()
+    assert sorted(p.name for p in kept.iterdir()) == ["notes.txt"]
+    retry = run_cli("init", "--origin", ORIGIN, env={"CERTLEDGER_HOME": str(kept), "CERTLEDGER_PASSPHRASE": "pw"})
+    assert retry.rc == 0, retry.stderr
+    assert (kept / "certledger.toml").exists() and (kept / "notes.txt").exists()

@@ -134,6 +134,35 @@ def test_keygen(run_cli: RunCli, tmp_path: Path, sm2_key_files: Any) -> None:
     assert (tmp_path / "a.pem").read_bytes() == pem  # untouched
 
 
+def test_keygen_never_overwrites_or_half_writes(run_cli: RunCli, tmp_path: Path) -> None:
+    victim = tmp_path / "victim.pem"
+    made = run_cli("keygen", "--out", victim, "--no-encrypt")
+    assert made.rc == 0, made.stderr
+    private = victim.read_bytes()
+    calls: list[tuple[tuple[Any, ...], dict[str, Any]]] = [
+        # the public key aimed at an existing private key
+        (("keygen", "--out", tmp_path / "new.pem", "--pub", victim, "--no-encrypt"), {}),
+        # both halves into one file: the private key would be lost
+        (("keygen", "--out", tmp_path / "same.pem", "--pub", tmp_path / "same.pem", "--no-encrypt"), {}),
+        # the public key cannot be written: no private key without its public half
+        (("keygen", "--out", tmp_path / "lone.pem", "--pub", tmp_path / "no" / "such" / "dir.pem", "--no-encrypt"), {}),
+    ]
+    onto, same, lone = _parallel(run_cli, calls)
+    onto.assert_error("input.invalid", EXIT_INPUT)
+    assert "refusing to overwrite" in onto.stderr
+    assert victim.read_bytes() == private and not (tmp_path / "new.pem").exists()
+    same.assert_error("input.invalid", EXIT_INPUT)
+    assert not (tmp_path / "same.pem").exists()
+    assert lone.rc != 0 and "Traceback" not in lone.stderr and len(lone.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "lone.pem").exists()
+    # and the retry once the directory exists works (nothing half-made blocks it)
+    (tmp_path / "no" / "such").mkdir(parents=True)
+    retry = run_cli(
+        "keygen", "--out", tmp_path / "lone.pem", "--pub", tmp_path / "no" / "such" / "dir.pem", "--no-encrypt"
+    )
+    assert retry.rc == 0, retry.stderr
+
+
 # -- sm3 ----------------------------------------------------------------------------------
 
 
