@@ -179,8 +179,15 @@ class LedgerClient:
         if last is not None:
             old_size, old_root = int(last["size"]), bytes.fromhex(last["root"])
             if old_size > cp.size:
-                # an older head than we saw: prove the one we saw extends it, i.e. no rollback hides a fork
+                # an older head than we saw: first prove the one we saw extends it (a fork is the
+                # graver finding), then refuse it: an answer at that size may leave out records
+                # appended since, and the head remembered stays the newer one
                 self._check_consistency(cp.size, cp.root_hash, old_size, old_root, note, last["note"])
+                raise VerificationError(
+                    f"the node answers at tree size {cp.size}, older than the size {old_size} already seen: "
+                    "its answer may leave out later records (ask again, or another node)",
+                    reason="client.stale_checkpoint",
+                )
             elif old_size < cp.size or old_root != cp.root_hash:
                 self._check_consistency(old_size, old_root, cp.size, cp.root_hash, last["note"], note)
             checks.append(Check("consistency", True, f"consistent with the checkpoint seen before (size {old_size})"))

@@ -30,6 +30,7 @@ from ledger.merkle.verify import verify_consistency, verify_inclusion
 from ledger.records import RECORD_SIGNER_ID, Record, RecordType, SignedRecord, new_nonce, now_utc, sign_record
 from ledger.service import Ledger
 from nodes.cli import cli
+from signing.errors import VerificationError
 from signing.sm2 import SM2PrivateKey
 from verify_api.anchors import TrustAnchors
 from verify_api.client import LedgerClient
@@ -316,6 +317,26 @@ def test_concurrent_submissions_are_all_acknowledged_and_durable(
 
 
 # -- licences -------------------------------------------------------------------------------
+
+
+def test_a_client_refuses_a_head_older_than_one_it_saw(
+    node: TestNode, http: httpx.Client, server: ApiServer, anchors: TrustAnchors
+) -> None:
+    """A consistent but older checkpoint may leave out a REVOKE appended since: refused, and not remembered."""
+    assert post(http, node.issue(SZ, new_id())).status_code == 201
+    client = LedgerClient(server.base_url, anchors)
+    try:
+        older = client.checkpoint()
+        assert post(http, node.issue(SZ, new_id())).status_code == 201
+        newer = client.checkpoint()
+        assert newer.checkpoint.size > older.checkpoint.size
+        with pytest.raises(VerificationError) as err:
+            client.verify_checkpoint(older.note, [])
+        assert err.value.reason == "client.stale_checkpoint"
+        remembered = client.memory.get(anchors.origin)
+        assert remembered is not None and int(remembered["size"]) == newer.checkpoint.size
+    finally:
+        client.close()
 
 
 def test_licence_status_and_history_verify(
