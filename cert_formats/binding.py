@@ -37,7 +37,8 @@ BUNDLE_KIND: Final = "certledger.proof/v1"
 BUNDLE_PLACEHOLDER: Final = canonical_bytes({"kind": BUNDLE_KIND, "pending": True})
 MAX_BUNDLE_BYTES: Final = 256 * 1024
 
-_BYTE_RANGE_RE = re.compile(rb"/ByteRange\s*\[\s*(\d+)\s+(\d+)\s+(\d+)\s+(\d+)\s*\]")
+# at most 19 digits (int64): a longer number is no byte range (and no int-conversion error)
+_BYTE_RANGE_RE = re.compile(rb"/ByteRange\s*\[\s*(\d{1,19})\s+(\d{1,19})\s+(\d{1,19})\s+(\d{1,19})\s*\]")
 
 
 # -- bundles ------------------------------------------------------------------------------

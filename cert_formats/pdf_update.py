@@ -36,15 +36,17 @@ _MAX_DEPTH: Final = 32
 
 _WS: Final = b"\x00\t\n\x0c\r "
 _DELIMS: Final = b"()<>[]{}/%"
-_STARTXREF_RE: Final = re.compile(rb"startxref\s+(\d+)\s+%%EOF\s*\Z")
-_SUBSECTION_RE: Final = re.compile(rb"(\d+)[ ]+(\d+)[ ]*\r?\n")
+# numbers have at most 19 digits (int64): a 5000-digit "offset" is refused as malformed, not
+# turned into Python's int-conversion error
+_STARTXREF_RE: Final = re.compile(rb"startxref\s+(\d{1,19})\s+%%EOF\s*\Z")
+_SUBSECTION_RE: Final = re.compile(rb"(\d{1,19})[ ]+(\d{1,19})[ ]*\r?\n")
 _ENTRY_RE: Final = re.compile(rb"(\d{10}) (\d{5}) ([nf])(?: \r| \n|\r\n)")
-_REF_RE: Final = re.compile(rb"\A(\d+)\s+(\d+)\s+R\Z")
-_OBJ_HEAD_RE: Final = re.compile(rb"(\d+)\s+(\d+)\s+obj\s*")
+_REF_RE: Final = re.compile(rb"\A(\d{1,19})\s+(\d{1,19})\s+R\Z")
+_OBJ_HEAD_RE: Final = re.compile(rb"(\d{1,19})\s+(\d{1,19})\s+obj\s*")
 _NAME_ESCAPE_RE: Final = re.compile(rb"#([0-9A-Fa-f]{2})")
 _OWN_STREAM_RE: Final = re.compile(
-    rb"\n?(\d+) 0 obj\n<< /Type /EmbeddedFile /Subtype /application#2Fjson /Params << /Size (\d+) >> "
-    rb"/Length (\d+) >>\nstream\n"
+    rb"\n?(\d{1,19}) 0 obj\n<< /Type /EmbeddedFile /Subtype /application#2Fjson /Params << /Size (\d{1,19}) >> "
+    rb"/Length (\d{1,19}) >>\nstream\n"
 )
 
 
@@ -205,7 +207,7 @@ def _read_sections(pdf: bytes) -> _Revision:
         prev = entries.get(b"/Prev")
         if prev is None:
             return _Revision(first, trailer, offsets)
-        if not prev.isdigit():
+        if not prev.isdigit() or len(prev) > 19:
             raise _refuse("a trailer's /Prev is not an offset")
         offset = int(prev)
     raise _refuse(f"more than {_MAX_SECTIONS} cross-reference sections")
@@ -226,7 +228,7 @@ def bundle_update(signed: bytes, bundle: bytes) -> bytes:
     rev = _read_sections(signed)
     root, root_gen = _reference(rev.trailer.get(b"/Root"), "/Root")
     size_raw = rev.trailer.get(b"/Size", b"")
-    if not size_raw.isdigit() or int(size_raw) <= root:
+    if not size_raw.isdigit() or len(size_raw) > 19 or int(size_raw) <= root:
         raise _refuse("the trailer's /Size is missing or too small")
     size = int(size_raw)
     where = rev.offsets.get(root)

@@ -55,6 +55,12 @@ class PdfLimits:
     max_contents_bytes: int = 256 * KIB
     #: certificates carried in one CMS
     max_certificates: int = 16
+    #: certificates of a non-SM2 CMS, which pyHanko's path builder tries in every order
+    #: (a dozen certificates of one name took it minutes); a real chain has 2-4
+    max_path_certificates: int = 6
+    #: form fields in the AcroForm tree (a licence has one or two); the field walk and the
+    #: modification analysis are both uninterruptible and grow with it
+    max_fields: int = 256
     #: decoded size of one stream (FlateDecode and friends); bounds "zip bombs"
     max_stream_bytes: int = 32 * MIB
     #: decoded bytes of all streams together over one verification (the difference
@@ -71,6 +77,8 @@ class PdfLimits:
             "max_signatures",
             "max_contents_bytes",
             "max_certificates",
+            "max_path_certificates",
+            "max_fields",
             "max_stream_bytes",
             "max_decoded_bytes",
         ):

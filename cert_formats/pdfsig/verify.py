@@ -73,6 +73,8 @@ from signing.x509 import Certificate, KeyUsage, Role, verify_chain
 
 _HEADER_WINDOW: Final = 1024
 _HEX_RE: Final = re.compile(rb"[0-9A-Fa-f]*")
+#: AcroForm field tree depth (fields are nested by /Kids; real forms are a few levels deep)
+_MAX_FIELD_DEPTH: Final = 32
 _CHECK_ORDER: Final = {name: index for index, name in enumerate(CheckName)}
 #: the most a later revision may change without invalidating an earlier signature
 _ALLOWED_LEVEL: Final = ModificationLevel.FORM_FILLING
@@ -134,7 +136,47 @@ def _open_reader(data: bytes, limits: PdfLimits) -> Any:
     return reader
 
 
+def _check_field_tree(reader: Any, limits: PdfLimits) -> None:
+    """The AcroForm field tree is a tree of at most ``max_fields`` fields, before pyHanko walks it.
+
+    pyHanko guards against a field that is its own ancestor, not against one reached twice:
+    a few KiB of ``/Kids`` that list the next level twice make a 40-level "tree" of 2^40
+    fields, and the walk cannot be interrupted by the time budget.
+    """
+    try:
+        acro = reader.root.get("/AcroForm")
+        if acro is None:
+            return
+        fields = acro.get_object().get("/Fields")
+        if fields is None:
+            return
+        seen: set[tuple[int, int]] = set()
+        stack: list[tuple[Any, int]] = [(kid, 1) for kid in fields.get_object()]
+        count = 0
+        while stack:
+            ref, depth = stack.pop()
+            if isinstance(ref, generic.IndirectObject):
+                key = (ref.idnum, ref.generation)
+                if key in seen:
+                    raise _malformed("the form field tree reaches one field twice")
+                seen.add(key)
+            count += 1
+            if count > limits.max_fields:
+                raise _malformed(f"the PDF has more than {limits.max_fields} form fields")
+            if depth > _MAX_FIELD_DEPTH:
+                raise _malformed(f"the form field tree is deeper than {_MAX_FIELD_DEPTH} levels")
+            node = ref.get_object()
+            kids = node.get("/Kids") if isinstance(node, generic.DictionaryObject) else None
+            if kids is not None:
+                stack.extend((kid, depth + 1) for kid in kids.get_object())
+    except InvalidInputError:
+        raise
+    except PDF_PARSE_ERRORS as exc:
+        raise _malformed(f"cannot read the PDF's form fields: {_first_line(exc)}") from None
+
+
 def _signed_fields(reader: Any, limits: PdfLimits) -> list[tuple[str, Any]]:
+    _check_field_tree(reader, limits)
     try:
         found = [(name, ref) for name, value, ref in enumerate_sig_fields(reader, filled_status=True)]
     except PDF_PARSE_ERRORS as exc:
@@ -293,8 +335,19 @@ def _verify_sm2(
 
 
 def _verify_with_pyhanko(
-    embedded: Any, byte_range_ok: bool, anchors: Sequence[x509.Certificate], at: datetime | None
+    embedded: Any, byte_range_ok: bool, anchors: Sequence[x509.Certificate], at: datetime | None, limits: PdfLimits
 ) -> tuple[list[SignatureCheck], str | None]:
+    try:
+        carried = len(embedded.signed_data["certificates"] or ())
+    except PDF_PARSE_ERRORS:
+        carried = 0  # pyHanko reports the broken envelope itself, below
+    if carried > limits.max_path_certificates:
+        detail = f"the CMS carries {carried} certificates; at most {limits.max_path_certificates} are path-checked"
+        return [
+            _failed(CheckName.DIGEST, REASON_MALFORMED, "not evaluated"),
+            _failed(CheckName.SIGNATURE, REASON_MALFORMED, "not evaluated"),
+            _failed(CheckName.CHAIN, REASON_MALFORMED, detail),
+        ], None
     roots = [asn1_x509.Certificate.load(c.public_bytes(serialization.Encoding.DER)) for c in anchors]
     # trust_roots given explicitly (even empty) so pyHanko never falls back to the OS store
     context = ValidationContext(trust_roots=roots, allow_fetching=False, moment=at, revocation_mode="soft-fail")
@@ -415,7 +468,7 @@ def _verify_one(
         crypto = _verify_sm2(data, br, byte_range_ok, signed, anchors_sm2, at)
         subject = signed.certificate.subject.rfc4514()
     else:
-        crypto, subject = _verify_with_pyhanko(embedded, byte_range_ok, anchors_other, at)
+        crypto, subject = _verify_with_pyhanko(embedded, byte_range_ok, anchors_other, at, limits)
     return PdfSignatureResult(
         field_name=name,
         algorithm=algorithm,

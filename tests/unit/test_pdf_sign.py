@@ -12,6 +12,7 @@ import hashlib
 import io
 import random
 import re
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -682,3 +683,79 @@ def test_direct_cms_is_the_cms_pyhanko_assembles(base_pdf: bytes, pki: Sm2Pki, a
     assert cms_build.assemble(ours_attrs, ours_info["signature"].native, certificate=pki.agency,
                               chain=[pki.root], signature_algorithm=algorithm) == ours
     assert verify_pdf_signatures(ours_pdf, [pki.root]).ok
+
+
+# -- bounds on the work a hostile PDF can cause (uninterruptible pyHanko calls) ---------------
+
+
+def _classic_pdf(objects: list[bytes]) -> bytes:
+    """A PDF of ``objects`` (object 1 is the catalog), with a classic xref table."""
+    out = bytearray(b"%PDF-1.7\n")
+    offsets = []
+    for number, body in enumerate(objects, 1):
+        offsets.append(len(out))
+        out += b"%d 0 obj\n" % number + body + b"\nendobj\n"
+    xref = len(out)
+    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
+    out += b"".join(b"%010d 00000 n \n" % o for o in offsets)
+    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref)
+    return bytes(out)
+
+
+def _form(fields: list[bytes], extra: list[bytes]) -> bytes:
+    """Catalog (1), pages (2), page (3), then ``extra`` objects from 4 on; ``fields`` is the /Fields array."""
+    catalog = b"<< /Type /Catalog /Pages 2 0 R /AcroForm << /Fields [" + b" ".join(fields) + b"] >> >>"
+    pages = b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>"
+    page = b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 200 200] >>"
+    return _classic_pdf([catalog, pages, page, *extra])
+
+
+def test_a_field_graph_is_refused_before_pyhanko_walks_it() -> None:
+    """Each level lists the next twice: 40 levels are 2^40 fields to a naive walk, in 3 KiB."""
+    levels = 40
+    extra = [b"<< /T (f%d) /Kids [%d 0 R %d 0 R] >>" % (i, i + 5, i + 5) for i in range(levels)]
+    extra.append(b"<< /T (leaf) /FT /Sig >>")
+    data = _form([b"4 0 R"], extra)
+    assert len(data) < 4096
+    started = time.monotonic()
+    with pytest.raises(InvalidInputError) as err:
+        verify_pdf_signatures(data, [])
+    assert err.value.reason == "pdf.malformed"
+    assert "twice" in err.value.message or "deeper" in err.value.message
+    assert time.monotonic() - started < 10
+
+
+def test_a_shared_field_is_refused_and_too_many_fields_too() -> None:
+    shared = _form([b"4 0 R", b"4 0 R"], [b"<< /T (twice) /FT /Tx >>"])
+    with pytest.raises(InvalidInputError) as err:
+        verify_pdf_signatures(shared, [])
+    assert "twice" in err.value.message
+    many = PdfLimits().max_fields + 1
+    crowded = _form([b"%d 0 R" % (4 + i) for i in range(many)], [b"<< /T (f%d) /FT /Tx >>" % i for i in range(many)])
+    with pytest.raises(InvalidInputError) as err:
+        verify_pdf_signatures(crowded, [])
+    assert f"more than {PdfLimits().max_fields} form fields" in err.value.message
+    # within the bound, a form without signatures is read as such
+    few = _form([b"4 0 R"], [b"<< /T (one) /FT /Tx >>"])
+    assert verify_pdf_signatures(few, []).signatures == ()
+
+
+def test_an_ecdsa_cms_with_many_certificates_is_not_path_searched(
+    base_pdf: bytes, pki: Sm2Pki, ecdsa_ca: EcdsaAuthority, ecdsa_identity: EcdsaSigningIdentity
+) -> None:
+    """pyHanko's path builder tries every order of the certificates: beyond the bound it is not run."""
+    decoys = tuple(
+        EcdsaAuthority.create("certledger test ECDSA CA", organization="certledger tests").certificate
+        for _ in range(PdfLimits().max_path_certificates)
+    )
+    crowded = dataclasses.replace(ecdsa_identity, chain=(*ecdsa_identity.chain, *decoys))
+    pdf = sign_pdf_ecdsa(base_pdf, identity=crowded, details=SignatureDetails("ReaderSignature"))
+    started = time.monotonic()
+    result = verify_pdf_signatures(pdf, [pki.root], ecdsa_ca.certificates())
+    assert time.monotonic() - started < 10
+    (sig,) = result.signatures
+    chain = next(c for c in sig.checks if c.name == "chain")
+    assert not chain.ok and "path-checked" in chain.detail
+    # the same identity with its real chain still verifies
+    plain = sign_pdf_ecdsa(base_pdf, identity=ecdsa_identity, details=SignatureDetails("ReaderSignature"))
+    verify_pdf_signatures(plain, [pki.root], ecdsa_ca.certificates()).require_valid(algorithm="ecdsa-sha256")

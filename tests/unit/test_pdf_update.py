@@ -109,3 +109,22 @@ def test_any_damaged_revision_gives_bytes_or_a_clear_refusal(at: int, junk: byte
         assert exc.reason == "pdf.unsupported_update" and str(exc)
     else:
         assert out.endswith(b"%%EOF\n")
+
+
+def test_numbers_of_thousands_of_digits_are_malformed_not_int_errors() -> None:
+    """Python refuses int() of more than 4300 digits with ValueError: such numbers are refused as malformed first."""
+    from cert_formats.binding import pdf_digest
+
+    plain = _plain_pdf()
+    huge = b"9" * 5000
+    # a trailer whose /Prev is 5000 digits: the update cannot be built, with a clear reason
+    head, sep, tail = plain.rpartition(b"trailer")
+    prev = head + sep + tail.replace(b"<<", b"<< /Prev " + huge, 1)
+    with pytest.raises(InvalidInputError) as err:
+        bundle_update(prev, b"{}")
+    assert err.value.reason != "" and "/Prev" in err.value.message
+    # a /ByteRange of 5000-digit numbers is no byte range: the digest is of the whole file
+    faked = plain + b"% /ByteRange [0 " + huge + b" " + huge + b" 1]\n"
+    from signing.sm3 import sm3
+
+    assert pdf_digest(faked) == sm3(faked).hex()  # raised ValueError before
