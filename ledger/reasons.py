@@ -42,6 +42,7 @@ TIME_OUT_OF_WINDOW: Final = "time.out_of_window"
 # governance
 GOVERNANCE_SIGNATURES: Final = "governance.signatures"
 GOVERNANCE_CONFLICT: Final = "governance.conflict"
+GOVERNANCE_BELOW_QUORUM: Final = "governance.below_quorum"
 
 # chain, tree, checkpoints (audit)
 BLOCK_HASH_LINK: Final = "block.hash_link"

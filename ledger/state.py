@@ -262,6 +262,8 @@ class StateView(Protocol):
 
     def nonce_used(self, signer: str, nonce: str) -> bool: ...
 
+    def admitted_nodes(self) -> set[str]: ...
+
 
 @dataclass
 class StateChange:
@@ -307,6 +309,9 @@ class MemoryState:
     def nonce_used(self, signer: str, nonce: str) -> bool:
         return (signer, nonce) in self.nonces
 
+    def admitted_nodes(self) -> set[str]:
+        return {n.id for n in self.nodes.values() if n.removed_at is None}
+
     def apply(self, change: StateChange) -> None:
         self.nonces.add(change.nonce)
         if change.policy is not None:
@@ -351,6 +356,15 @@ class OverlayState:
 
     def nonce_used(self, signer: str, nonce: str) -> bool:
         return self.local.nonce_used(signer, nonce) or self.base.nonce_used(signer, nonce)
+
+    def admitted_nodes(self) -> set[str]:
+        admitted = self.base.admitted_nodes()
+        for node in self.local.nodes.values():  # the batch's own admissions and removals, in effect
+            if node.removed_at is None:
+                admitted.add(node.id)
+            else:
+                admitted.discard(node.id)
+        return admitted
 
     def apply(self, change: StateChange) -> None:
         self.local.apply(change)

@@ -163,7 +163,7 @@ def validate(
         # 5. nonce
         _check_nonce(view, GOVERNANCE_SIGNER, record.nonce)
         # 6. transition
-        return _governance_change(signed, view, index)
+        return _governance_change(signed, view, index, now)
 
     assert record.type in LICENCE_TYPES
     # 3. signer
@@ -279,7 +279,7 @@ def _licence_change(signed: SignedRecord, view: StateView, agency: Agency, index
     return change
 
 
-def _governance_change(signed: SignedRecord, view: StateView, index: int) -> StateChange:
+def _governance_change(signed: SignedRecord, view: StateView, index: int, now: datetime) -> StateChange:
     record = signed.record
     p = record.payload
     change = StateChange(index=index, nonce=(GOVERNANCE_SIGNER, record.nonce))
@@ -306,7 +306,9 @@ def _governance_change(signed: SignedRecord, view: StateView, index: int) -> Sta
         if p.get("retire_key_id"):
             if agency.key(p["retire_key_id"]) is None:
                 raise InvalidInputError("retire_key_id is not a key of this agency", reason=reasons.AGENCY_KEY_UNKNOWN)
-            agency = retire_key(agency, p["retire_key_id"], record.time)
+            # retired when appended: a record dated ahead (within the time window) must not leave the
+            # old key signing until its own time
+            agency = retire_key(agency, p["retire_key_id"], min(record.time, now))
         change.agency = replace(agency, keys=(*agency.keys, new_key))
     elif record.type is RecordType.AGENCY_REMOVE:
         agency_or_none = view.agency(p["agency_id"])
@@ -323,6 +325,16 @@ def _governance_change(signed: SignedRecord, view: StateView, index: int) -> Sta
         existing_node = view.node(p["node_id"])
         if existing_node is None or existing_node.removed_at is not None:
             raise InvalidInputError(f"node {p['node_id']} is not admitted", reason=reasons.GOVERNANCE_CONFLICT)
+        policy = view.policy()
+        left = view.admitted_nodes() - {existing_node.id}
+        if policy is not None and len(left) < policy.quorum_threshold:
+            # below the quorum no checkpoint could ever be final again, and a single node would
+            # have removed the only proposer: the ledger would be stuck for good
+            raise ConflictError(
+                f"removing node {existing_node.id} leaves {len(left)} admitted node(s), fewer than the "
+                f"quorum of {policy.quorum_threshold}",
+                reason=reasons.GOVERNANCE_BELOW_QUORUM,
+            )
         change.node = replace(existing_node, removed_at=record.time)
     return change
 

@@ -187,6 +187,10 @@ class SqlStateView:
         data = self.conn.execute(select(t.st_licences.c.data).where(t.st_licences.c.licence_id == licence_id)).scalar()
         return LicenceState.from_json(json.loads(data)) if data else None
 
+    def admitted_nodes(self) -> set[str]:
+        rows = self.conn.execute(select(t.st_nodes.c.data)).all()
+        return {node.id for node in (Node.from_json(json.loads(r.data)) for r in rows) if node.removed_at is None}
+
     def nonce_used(self, signer: str, nonce: str) -> bool:
         cached = self._nonces.get((signer, nonce))
         if cached is not None:

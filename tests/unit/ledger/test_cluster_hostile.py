@@ -225,8 +225,12 @@ def test_blocks_are_never_dated_before_their_predecessor(pair: tuple[World, Ledg
 
 def test_a_removed_node_proposes_no_later_block(pair: tuple[World, Ledger, ClusterNode]) -> None:
     world, peer, _ = pair
+    # a third node first: removing node-2 must leave the quorum (2) admitted
+    third = world.governance(RecordType.NODE_ADMIT, {"node": NodeKeys.generate("node-3").node_json("node 3")})
+    below = world.governance(RecordType.NODE_REMOVE, {"node_id": "node-2"})
+    assert world.ledger.propose([below], now=world.now).rejected[0].reason == reasons.GOVERNANCE_BELOW_QUORUM
     removal = world.governance(RecordType.NODE_REMOVE, {"node_id": "node-2"})
-    p = world.ledger.propose([removal], now=world.now)
+    p = world.ledger.propose([third, removal], now=world.now)
     assert p.block is not None and not p.rejected, p.rejected
     world.ledger.apply_block(p.block, p.entries)
     peer.apply_block(p.block, p.entries)

@@ -173,6 +173,9 @@ CASES: list[Case] = [
        AuthorizationError),
     no("retired-key-backdates-record", (Op("rotate", retire=True),), Op("issue", key="SZ", time=-5),
        reasons.AGENCY_KEY_NOT_VALID, AuthorizationError),
+    # a rotation dated ahead (inside the window) retires the old key when appended, not at its own time
+    no("retirement-dated-ahead-takes-effect-at-once", (Op("rotate", retire=True, time=250),), Op("issue", key="SZ"),
+       reasons.AGENCY_KEY_NOT_VALID, AuthorizationError),
     ok("new-key-after-rotation", (Op("rotate", retire=True),), Op("issue", key="SZ-2"), A, 1),
     ok("old-key-kept-by-rotation-without-retire", (Op("rotate"),), Op("issue", key="SZ"), A, 1),
     ok("rotated-key-amends-licence-of-old-key", (*ISSUED, Op("rotate", retire=True)), Op("amend", key="SZ-2"), A, 2),
@@ -216,6 +219,8 @@ CASES: list[Case] = [
     no("remove-unknown-agency", (), Op("remove", agency="NEW"), reasons.AGENCY_UNKNOWN, InvalidInputError),
     no("remove-removed-agency", (Op("remove"),), Op("remove"), reasons.AGENCY_UNKNOWN, InvalidInputError),
     no("genesis-twice", (), Op("genesis"), reasons.GOVERNANCE_CONFLICT, ConflictError),
+    # the only node of a quorum of one: no block could ever be proposed or final again
+    no("remove-the-only-node", (), Op("remove-node"), reasons.GOVERNANCE_BELOW_QUORUM, ConflictError),
     no("genesis-twice-after-records", ISSUED, Op("genesis"), reasons.GOVERNANCE_CONFLICT, ConflictError),
     # 2-of-3 authorities
     no("2of3-one-signature", (), Op("admit", agency="NEW", signers=("auth1",)), reasons.GOVERNANCE_SIGNATURES,
@@ -254,6 +259,8 @@ def _governance(world: World, op: Op) -> tuple[RecordType, dict[str, object]]:
         if op.retire:
             payload["retire_key_id"] = world.keys[world.agency_key.get(op.agency, op.agency)].public_key.key_id
         return RecordType.AGENCY_ROTATE_KEY, payload
+    if op.kind == "remove-node":
+        return RecordType.NODE_REMOVE, {"node_id": world.keys.node.node_id}
     assert op.kind == "remove", op.kind
     return RecordType.AGENCY_REMOVE, {"agency_id": spec.id, "reason_text": "机构撤销"}
 
