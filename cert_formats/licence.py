@@ -161,7 +161,7 @@ class Licence:
         _check_holder_code(self.holder_code, self.holder_code_type)
         validate_credit_code(_text(self.issuer_code, "issuer_code", max_len=18))
         _text(self.type_code, "type_code", max_len=21)
-        if len(self.type_code) != 21 or not self.type_code[18:].isdigit():
+        if len(self.type_code) != 21 or not (self.type_code[18:].isascii() and self.type_code[18:].isdigit()):
             raise InvalidInputError(
                 "type_code is the defining agency's credit code plus 3 digits",
                 reason=REASON_BAD_FIELD,

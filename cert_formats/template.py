@@ -445,7 +445,7 @@ def _build(data: Mapping[str, Any], source_path: str) -> LicenceTemplate:
         raise InvalidInputError("key must be lower_snake_case", reason=REASON_TEMPLATE_INVALID)
     type_code = _get(data, "type_code", str, "template")
     # the same rule the licence model applies: a credit code plus three digits
-    if len(type_code) != 21 or not type_code[18:].isdigit():
+    if len(type_code) != 21 or not (type_code[18:].isascii() and type_code[18:].isdigit()):
         raise InvalidInputError("type_code is a credit code plus 3 digits", reason=REASON_TEMPLATE_INVALID)
     validate_credit_code(type_code[:18])
     holder_types_raw = _get(data, "holder_code_types", list, "template")

@@ -44,7 +44,7 @@ from cert_formats.binding import (
 from cert_formats.identifier import LicenceIdentifier
 from cert_formats.pdf_update import read_own_bundle
 from ledger.anchors import TrustAnchors
-from ledger.proofcheck import verify_offline
+from ledger.proofcheck import VerifiedStatus, verify_offline
 from signing.errors import CertLedgerError, InvalidInputError
 from signing.sm3 import sm3
 from signing.x509 import Certificate
@@ -289,31 +289,20 @@ def _status(
         else:
             if status is not None:
                 checks.append(FileCheck("ledger", True, f"current status from the ledger: {status['status']}"))
+                if bundle is not None:
+                    # the live answer decides; the bundle (outside the seal) is still checked and shown,
+                    # so a file whose attachment was replaced says so instead of riding along as valid
+                    _bundle(licence_id, bundle, anchors, checks)
                 return status, "ledger"
             checks.append(FileCheck("ledger", False, "the licence is not on the ledger", "state.unknown_licence"))
     if bundle is None:
         checks.append(FileCheck("proof bundle", False, "the file carries no proof bundle", "bundle.missing"))
         return None, ""
-    try:
-        document = parse_bundle(bundle)
-        if document is None:
-            checks.append(
-                FileCheck("proof bundle", False, "the proof bundle is still the placeholder", "bundle.pending")
-            )
-            return None, ""
-        origin = str(document.get("origin", ""))
-        anchor = next((a for a in anchors if a.origin == origin), None)
-        if anchor is None:
-            checks.append(
-                FileCheck("proof bundle", False, f"no trust anchors for ledger {origin!r}", "bundle.unknown_origin")
-            )
-            return None, ""
-        verified = verify_offline(anchor, licence_id, document)
-    except CertLedgerError as exc:
-        checks.append(FileCheck("proof bundle", False, f"the proof bundle does not verify: {exc}", exc.reason))
+    found = _bundle(licence_id, bundle, anchors, checks)
+    if found is None:
         return None, ""
-    checks.append(FileCheck("proof bundle", True, "; ".join(c.detail for c in verified.checks)))
-    if live is not None and (live_origin is None or live_origin == origin):
+    document, verified = found
+    if live is not None and (live_origin is None or live_origin == verified.origin):
         # the licence's own ledger was asked and did not confirm it: a revocation since the file
         # was issued would look exactly like this, so the issue-time status decides nothing
         checks.append(
@@ -327,6 +316,32 @@ def _status(
         )
         return None, ""
     return document, "proof bundle (status when the file was issued)"
+
+
+def _bundle(
+    licence_id: str, bundle: bytes, anchors: Sequence[TrustAnchors], checks: list[FileCheck]
+) -> tuple[dict[str, Any], VerifiedStatus] | None:
+    """The proof bundle's document and what it proves, or None (the reason is in ``checks``)."""
+    try:
+        document = parse_bundle(bundle)
+        if document is None:
+            checks.append(
+                FileCheck("proof bundle", False, "the proof bundle is still the placeholder", "bundle.pending")
+            )
+            return None
+        origin = str(document.get("origin", ""))
+        anchor = next((a for a in anchors if a.origin == origin), None)
+        if anchor is None:
+            checks.append(
+                FileCheck("proof bundle", False, f"no trust anchors for ledger {origin!r}", "bundle.unknown_origin")
+            )
+            return None
+        verified = verify_offline(anchor, licence_id, document)
+    except CertLedgerError as exc:
+        checks.append(FileCheck("proof bundle", False, f"the proof bundle does not verify: {exc}", exc.reason))
+        return None
+    checks.append(FileCheck("proof bundle", True, "; ".join(c.detail for c in verified.checks)))
+    return document, verified
 
 
 def _decide(fmt: str, digest: str, status: dict[str, Any], checks: list[FileCheck]) -> str:

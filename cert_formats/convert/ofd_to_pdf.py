@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import io
 import math
+import struct
 from collections.abc import Iterable
 from typing import Any, Final
 
@@ -76,11 +77,22 @@ PRODUCER: Final = "certledger convert (ReportLab, pypdf)"
 SYNTHETIC_BOLD_EM: Final = 0.035
 #: advances that differ from the font's by the same amount (within this, points) use one Tc
 _UNIFORM_EPS_PT: Final = 0.002
-_LIMIT_REASONS: Final = frozenset({
-    "ofd.too_large", "ofd.too_many_entries", "ofd.zip_bomb", "ofd.xml_too_large", "ofd.xml_too_deep",
-    "ofd.xml_too_many_elements", "ofd.xml_attribute_too_large", "ofd.too_many_pages", "ofd.too_many_objects",
-    "ofd.text_too_long", "ofd.path_too_complex", "ofd.too_many_attachments",
-})
+_LIMIT_REASONS: Final = frozenset(
+    {
+        "ofd.too_large",
+        "ofd.too_many_entries",
+        "ofd.zip_bomb",
+        "ofd.xml_too_large",
+        "ofd.xml_too_deep",
+        "ofd.xml_too_many_elements",
+        "ofd.xml_attribute_too_large",
+        "ofd.too_many_pages",
+        "ofd.too_many_objects",
+        "ofd.text_too_long",
+        "ofd.path_too_complex",
+        "ofd.too_many_attachments",
+    }
+)
 
 
 def _num(value: float) -> str:
@@ -99,8 +111,11 @@ def _read(data: bytes, limits: ConvertLimits) -> tuple[OFDDocument, bool]:
             reason = REASON_TOO_LARGE
         else:
             reason = REASON_MALFORMED_OFD
-        raise InvalidInputError(f"the OFD cannot be converted: {exc.message} [{cause}]", reason=reason,
-                                details={**exc.details, "cause": cause}) from None
+        raise InvalidInputError(
+            f"the OFD cannot be converted: {exc.message} [{cause}]",
+            reason=reason,
+            details={**exc.details, "cause": cause},
+        ) from None
     return result.document, result.signatures_loc is not None
 
 
@@ -136,6 +151,8 @@ class _Fonts:
     def _load(font: Font, index: int) -> Any:
         if font.data is None or font.data[:4] not in (b"\x00\x01\x00\x00", b"true"):
             return None
+        if not _bounded_cmap(font.data):
+            return None  # drawn with the fallback font instead (the text stays)
         try:
             # not registered with pdfmetrics: the face lives as long as this conversion
             return TTFont(f"CLOFD{index}", io.BytesIO(font.data))
@@ -151,8 +168,7 @@ class _Fonts:
             try:
                 self._fallback = pdfmetrics.getFont(find_cjk_font().name)
             except InvalidInputError as exc:
-                self._fallback_error = InvalidInputError(f"no font to draw the text with: {exc}",
-                                                         reason=REASON_FONT)
+                self._fallback_error = InvalidInputError(f"no font to draw the text with: {exc}", reason=REASON_FONT)
         if self._fallback_error is not None:
             raise self._fallback_error
         return self._fallback
@@ -182,8 +198,7 @@ def _initial_font_name() -> str | None:
 
 
 class _PagePainter:
-    def __init__(self, canvas: Canvas, page: Page, fonts: _Fonts, limits: ConvertLimits,
-                 deadline: Deadline) -> None:
+    def __init__(self, canvas: Canvas, page: Page, fonts: _Fonts, limits: ConvertLimits, deadline: Deadline) -> None:
         self.c = canvas
         self.page = page
         self.fonts = fonts
@@ -234,7 +249,7 @@ class _PagePainter:
             else:
                 parts: list[str] = []
                 for k in range(len(raw)):
-                    parts.append(f"({c._escape(raw[k:k + 1])})")
+                    parts.append(f"({c._escape(raw[k : k + 1])})")
                     i = pos + k
                     if i < len(extras) and abs(extras[i]) > 1e-6:
                         parts.append(_num(-extras[i] * 1000.0 / size))
@@ -258,15 +273,13 @@ class _PagePainter:
                 cur = (cmd.x, cmd.y)
                 p.lineTo(self.x(cmd.x), self.y(cmd.y))
             elif isinstance(cmd, CubicTo):
-                p.curveTo(self.x(cmd.x1), self.y(cmd.y1), self.x(cmd.x2), self.y(cmd.y2),
-                          self.x(cmd.x), self.y(cmd.y))
+                p.curveTo(self.x(cmd.x1), self.y(cmd.y1), self.x(cmd.x2), self.y(cmd.y2), self.x(cmd.x), self.y(cmd.y))
                 cur = (cmd.x, cmd.y)
             elif isinstance(cmd, QuadTo):
                 # degree elevation: the cubic through 2/3 of the way to the control point
                 c1 = (cur[0] + 2 / 3 * (cmd.x1 - cur[0]), cur[1] + 2 / 3 * (cmd.y1 - cur[1]))
                 c2 = (cmd.x + 2 / 3 * (cmd.x1 - cmd.x), cmd.y + 2 / 3 * (cmd.y1 - cmd.y))
-                p.curveTo(self.x(c1[0]), self.y(c1[1]), self.x(c2[0]), self.y(c2[1]),
-                          self.x(cmd.x), self.y(cmd.y))
+                p.curveTo(self.x(c1[0]), self.y(c1[1]), self.x(c2[0]), self.y(c2[1]), self.x(cmd.x), self.y(cmd.y))
                 cur = (cmd.x, cmd.y)
             elif isinstance(cmd, ArcTo):
                 for x1, y1, x2, y2, x3, y3 in arc_to_cubics(cur[0], cur[1], cmd):
@@ -281,8 +294,9 @@ class _PagePainter:
             c.setLineWidth(obj.line_width * PT_PER_MM)
         if obj.fill is not None:
             c.setFillColorRGB(obj.fill.r / 255, obj.fill.g / 255, obj.fill.b / 255)
-        c.drawPath(p, stroke=1 if obj.stroke is not None else 0, fill=1 if obj.fill is not None else 0,
-                   fillMode=FILL_NON_ZERO)
+        c.drawPath(
+            p, stroke=1 if obj.stroke is not None else 0, fill=1 if obj.fill is not None else 0, fillMode=FILL_NON_ZERO
+        )
         c.restoreState()
 
     # images -------------------------------------------------------------------------
@@ -308,8 +322,14 @@ class _PagePainter:
         except Exception:  # an image nobody can decode paints nothing; say so
             self.notes.append("an OFD image that could not be decoded was skipped")
             return
-        self.c.drawImage(ImageReader(io.BytesIO(data)), self.x(obj.x), self.y(obj.y + obj.height),
-                         obj.width * PT_PER_MM, obj.height * PT_PER_MM, mask="auto")
+        self.c.drawImage(
+            ImageReader(io.BytesIO(data)),
+            self.x(obj.x),
+            self.y(obj.y + obj.height),
+            obj.width * PT_PER_MM,
+            obj.height * PT_PER_MM,
+            mask="auto",
+        )
 
 
 def arc_to_cubics(x0: float, y0: float, arc: ArcTo) -> list[tuple[float, float, float, float, float, float]]:
@@ -349,12 +369,16 @@ def arc_to_cubics(x0: float, y0: float, arc: ArcTo) -> list[tuple[float, float, 
     k = 4 / 3 * math.tan(step / 4)
 
     def point(t: float) -> tuple[float, float]:
-        return (cx + rx * math.cos(t) * cos_p - ry * math.sin(t) * sin_p,
-                cy + rx * math.cos(t) * sin_p + ry * math.sin(t) * cos_p)
+        return (
+            cx + rx * math.cos(t) * cos_p - ry * math.sin(t) * sin_p,
+            cy + rx * math.cos(t) * sin_p + ry * math.sin(t) * cos_p,
+        )
 
     def tangent(t: float) -> tuple[float, float]:
-        return (-rx * math.sin(t) * cos_p - ry * math.cos(t) * sin_p,
-                -rx * math.sin(t) * sin_p + ry * math.cos(t) * cos_p)
+        return (
+            -rx * math.sin(t) * cos_p - ry * math.cos(t) * sin_p,
+            -rx * math.sin(t) * sin_p + ry * math.cos(t) * cos_p,
+        )
 
     out: list[tuple[float, float, float, float, float, float]] = []
     t = theta1
@@ -422,8 +446,11 @@ def ofd_to_pdf(data: bytes, *, limits: ConvertLimits | None = None) -> Conversio
         # 3. pages
         buf = io.BytesIO()
         first = document.pages[0]
-        canvas_args: dict[str, Any] = {"pagesize": (first.width * PT_PER_MM, first.height * PT_PER_MM),
-                                       "invariant": 1, "pageCompression": 1}
+        canvas_args: dict[str, Any] = {
+            "pagesize": (first.width * PT_PER_MM, first.height * PT_PER_MM),
+            "invariant": 1,
+            "pageCompression": 1,
+        }
         language = meta.get(META_LANGUAGE)
         if language:
             canvas_args["lang"] = language
@@ -442,7 +469,14 @@ def ofd_to_pdf(data: bytes, *, limits: ConvertLimits | None = None) -> Conversio
             notes += painter.notes
             _count(page.objects, counts)
             c.showPage()
-        c.save()
+        try:
+            c.save()
+        except (IndexError, KeyError, ValueError, struct.error) as exc:
+            # reportlab subsets the embedded fonts here: a font whose tables lie (glyph IDs past
+            # its glyph count) fails only now
+            raise InvalidInputError(
+                f"an embedded font of the OFD is broken: {type(exc).__name__}", reason=REASON_FONT
+            ) from None
         deadline.check()
         # 4. metadata and the proof bundle
         bundle = next((a.data for a in document.attachments if a.name == PROOF_BUNDLE_NAME), None)
@@ -452,10 +486,21 @@ def ofd_to_pdf(data: bytes, *, limits: ConvertLimits | None = None) -> Conversio
     if fonts.replaced:
         notes.append("fonts the PDF could not embed were replaced by the system CJK font")
     return ConversionResult(
-        data=out, source_format="ofd", target_format="pdf", source_sm3=source_sm3, pages=len(document.pages),
-        texts=counts["texts"], paths=counts["paths"], images=counts["images"],
-        embedded_fonts=len(fonts.embedded), fallback_fonts=len(fonts.replaced), proof_bundle=bundle is not None,
-        source_sealed=sealed, active_content_dropped=False, notes=tuple(dict.fromkeys(notes)))
+        data=out,
+        source_format="ofd",
+        target_format="pdf",
+        source_sm3=source_sm3,
+        pages=len(document.pages),
+        texts=counts["texts"],
+        paths=counts["paths"],
+        images=counts["images"],
+        embedded_fonts=len(fonts.embedded),
+        fallback_fonts=len(fonts.replaced),
+        proof_bundle=bundle is not None,
+        source_sealed=sealed,
+        active_content_dropped=False,
+        notes=tuple(dict.fromkeys(notes)),
+    )
 
 
 def _count(objects: Iterable[object], counts: dict[str, int]) -> None:
@@ -465,3 +510,57 @@ def _count(objects: Iterable[object], counts: dict[str, int]) -> None:
 
 
 __all__ = ["PRODUCER", "SYNTHETIC_BOLD_EM", "arc_to_cubics", "ofd_to_pdf"]
+
+
+#: code points a font's cmap may map in all (Unicode has 0x110000; CJK fonts map tens of
+#: thousands): reportlab expands every range into a dict, so one group 0..2^32-1 is gigabytes
+_MAX_MAPPED_CODES: Final = 200_000
+_MAX_TABLES: Final = 64
+
+
+def _bounded_cmap(data: bytes) -> bool:
+    """The TrueType font's cmap maps at most :data:`_MAX_MAPPED_CODES` code points to real glyphs.
+
+    Read with ``struct`` before reportlab sees the font: segmented coverage (formats 12 and
+    13) holds 32-bit ranges, and reportlab expands each into a dict entry per code point
+    without a bound. A range past U+10FFFF, or onto glyph IDs the font does not have, is a
+    lie too (reportlab fails on it only when it subsets the font).
+    """
+    try:
+        (num_tables,) = struct.unpack_from(">H", data, 4)
+        if num_tables > _MAX_TABLES:
+            return False
+        tables = {}
+        for i in range(num_tables):
+            tag, _checksum, offset, _length = struct.unpack_from(">4sIII", data, 12 + 16 * i)
+            tables[tag] = offset
+        if b"cmap" not in tables or b"maxp" not in tables:
+            return False
+        (num_glyphs,) = struct.unpack_from(">H", data, tables[b"maxp"] + 4)
+        base = tables[b"cmap"]
+        (subtables,) = struct.unpack_from(">H", data, base + 2)
+        if subtables > _MAX_TABLES:
+            return False
+        mapped = 0
+        for j in range(subtables):
+            (sub_offset,) = struct.unpack_from(">I", data, base + 4 + 8 * j + 4)
+            at = base + sub_offset
+            (fmt,) = struct.unpack_from(">H", data, at)
+            if fmt not in (12, 13):
+                continue  # the others are 16-bit: bounded by design
+            (groups,) = struct.unpack_from(">I", data, at + 12)
+            if groups > _MAX_MAPPED_CODES:
+                return False
+            for g in range(groups):
+                start, end, glyph = struct.unpack_from(">III", data, at + 16 + 12 * g)
+                if start > end or end > 0x10FFFF:
+                    return False
+                last_glyph = glyph + (end - start) if fmt == 12 else glyph
+                if last_glyph >= num_glyphs:
+                    return False
+                mapped += end - start + 1
+                if mapped > _MAX_MAPPED_CODES:
+                    return False
+    except struct.error:
+        return False
+    return True

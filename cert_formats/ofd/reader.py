@@ -357,7 +357,8 @@ class _Reader:
         i = 0
         while i < len(tokens) and len(out) < wanted:
             if tokens[i] == "g":
-                if i + 2 >= len(tokens) or not tokens[i + 1].isdigit():
+                # ASCII digits only: str.isdigit() is also true of "²", which int() refuses
+                if i + 2 >= len(tokens) or not (tokens[i + 1].isascii() and tokens[i + 1].isdigit()):
                     raise _err("malformed 'g' repeat in DeltaX", "ofd.bad_value", path)
                 count_tok = tokens[i + 1]
                 # never trust N: "g 999999999999 1" must not allocate what it asks for

@@ -48,8 +48,10 @@ def _human(info: dict[str, Any]) -> str:
         f"SM3 {info['source_sm3']}); it is not the sealed original",
     ]
     if info["source_sealed"]:
-        lines.append("the source's signatures/seals do not survive conversion; "
-                     "have the issuing agency re-seal it (certledger issue / seal) if a sealed file is needed")
+        lines.append(
+            "the source's signatures/seals do not survive conversion; "
+            "have the issuing agency re-seal it (certledger issue / seal) if a sealed file is needed"
+        )
     lines.append("certledger proof bundle copied: " + ("yes" if info["proof_bundle"] else "no (the source had none)"))
     if info["active_content_dropped"]:
         lines.append("the source's JavaScript/actions were dropped (never run)")
@@ -62,8 +64,13 @@ def _human(info: dict[str, Any]) -> str:
 @click.command("convert")
 @click.argument("input_path", metavar="IN")
 @click.argument("output_path", metavar="OUT")
-@click.option("--to", "to", type=click.Choice(["pdf", "ofd"]), default=None,
-              help="Output format (default: from OUT's extension, else the other format).")
+@click.option(
+    "--to",
+    "to",
+    type=click.Choice(["pdf", "ofd"]),
+    default=None,
+    help="Output format (default: from OUT's extension, else the other format).",
+)
 @click.option("--force", is_flag=True, help="Overwrite OUT if it exists.")
 @json_option
 @handle_errors
@@ -77,15 +84,20 @@ def convert(input_path: str, output_path: str, to: str | None, force: bool, as_j
     """
     from cert_formats.convert import convert as run_convert
     from cert_formats.convert import detect_format
+    from cert_formats.convert.limits import REASON_TOO_LARGE, PdfLimits
+    from cert_formats.ofd.limits import ZipLimits
 
-    data = read_input(input_path)
+    # never more than the larger input limit (and one byte) in memory: /dev/zero is refused, not read
+    bound = max(PdfLimits().max_file_bytes, ZipLimits().max_archive_bytes)
+    data = read_input(input_path, bound, too_large=REASON_TOO_LARGE)
     source = detect_format(data)
     target = _target(output_path, source, to)
     if output_path != "-":
         out = Path(output_path)
         if input_path != "-" and out.exists() and out.resolve() == Path(input_path).resolve():
-            raise InvalidInputError("OUT is the input file; the source is never overwritten",
-                                    reason="convert.same_file")
+            raise InvalidInputError(
+                "OUT is the input file; the source is never overwritten", reason="convert.same_file"
+            )
         if out.exists() and not force:
             raise InvalidInputError(f"{out} exists (use --force to overwrite)", reason="convert.output_exists")
     result = run_convert(data, target)

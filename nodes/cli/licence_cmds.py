@@ -12,7 +12,7 @@ from typing import Any
 import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from nodes.cli._common import emit, handle_errors, json_option, read_passphrase
+from nodes.cli._common import emit, handle_errors, json_option, read_input, read_passphrase
 from signing.errors import CertLedgerError, InvalidInputError
 
 _FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
@@ -375,9 +375,11 @@ def verify(
             live_origin = anchors[-1].origin
         if not offline:
             live = lambda licence_id: _local_status(node, licence_id)  # noqa: E731
-    result = verify_licence_file(
-        file.read_bytes(), roots=root_certs, anchors=anchors, live=live, live_origin=live_origin
-    )
+    from cert_formats.verify_file import MAX_FILE_BYTES
+
+    # at most one byte past the limit is read: /dev/zero or a huge file is refused, not loaded
+    content = read_input(str(file), MAX_FILE_BYTES, too_large="file.too_large")
+    result = verify_licence_file(content, roots=root_certs, anchors=anchors, live=live, live_origin=live_origin)
     data = result.to_json()
 
     def human(d: dict[str, Any]) -> str:

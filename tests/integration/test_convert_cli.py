@@ -98,6 +98,8 @@ def test_convert_streams_through_stdin_and_stdout(tmp_path: Path) -> None:
     ("same", ("licence.pdf", "licence.pdf"), "convert.same_file", 2),
     ("pdf", ("licence.pdf", "again.pdf"), "convert.unsupported", 2),
     ("missing", ("nothing.pdf", "out.ofd"), "io", 2),
+    # endless input: refused one byte past the limit, never read whole (that was a MemoryError)
+    ("endless", ("/dev/zero", "out.ofd"), "convert.too_large", 2),
 ])
 def test_convert_errors_are_one_line(tmp_path: Path, setup: str, args: tuple[str, str], reason: str,
                                      code: int) -> None:
@@ -121,3 +123,21 @@ def test_convert_help_says_it_makes_an_unsealed_copy(tmp_path: Path) -> None:
     result = run("--help", cwd=tmp_path)
     assert result.returncode == 0
     assert "UNSEALED COPY" in result.stdout.decode()
+
+
+def test_verify_refuses_endless_input_without_reading_it(tmp_path: Path) -> None:
+    """`certledger verify /dev/zero` read the whole stream and died of MemoryError (exit 70)."""
+    for args in (
+        ("keygen", "--out", "root-key.pem", "--no-encrypt"),
+        ("cert", "issue", "--role", "root", "--key", "root-key.pem", "--org", "测试", "--cn", "root",
+         "--out", "root.pem"),
+    ):
+        made = subprocess.run([str(CERTLEDGER), *args], cwd=tmp_path, capture_output=True, timeout=120, check=False)
+        assert made.returncode == 0, made.stderr
+    result = subprocess.run(
+        [str(CERTLEDGER), "verify", "/dev/zero", "--roots", "root.pem", "--offline"],
+        cwd=tmp_path, capture_output=True, timeout=120, check=False,
+    )
+    err = result.stderr.decode()
+    assert result.returncode == 2, err
+    assert err.count("\n") == 1 and "[file.too_large]" in err, err

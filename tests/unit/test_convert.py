@@ -809,3 +809,38 @@ def test_page_rotation_defines_page_space() -> None:
     assert isinstance(start, MoveTo) and isinstance(end, LineTo)
     assert (start.x, start.y, end.x, end.y) == pytest.approx(
         (100 * MM_PER_PT, 100 * MM_PER_PT, 100 * MM_PER_PT, 300 * MM_PER_PT), abs=0.01)
+
+
+# -- a font's cmap is bounded before reportlab expands it ------------------------------------
+
+
+def _font_with_cmap12(groups: list[tuple[int, int, int]], num_glyphs: int = 100) -> bytes:
+    """A minimal sfnt: a table directory with maxp and a cmap holding one format-12 subtable."""
+    import struct
+
+    sub = struct.pack(">HHIII", 12, 0, 16 + 12 * len(groups), 0, len(groups))
+    sub += b"".join(struct.pack(">III", *g) for g in groups)
+    cmap = struct.pack(">HH", 0, 1) + struct.pack(">HHI", 3, 10, 12) + sub
+    maxp = struct.pack(">IH", 0x00005000, num_glyphs)
+    header_len = 12 + 16 * 2
+    out = struct.pack(">IHHHH", 0x00010000, 2, 32, 1, 0)
+    out += struct.pack(">4sIII", b"cmap", 0, header_len, len(cmap))
+    out += struct.pack(">4sIII", b"maxp", 0, header_len + len(cmap), len(maxp))
+    return out + cmap + maxp
+
+
+def test_a_cmap_that_maps_billions_of_codes_or_missing_glyphs_is_not_loaded() -> None:
+    from cert_formats.convert.ofd_to_pdf import _bounded_cmap
+
+    assert _bounded_cmap(_font_with_cmap12([(0x4E00, 0x4E10, 1)]))
+    assert not _bounded_cmap(_font_with_cmap12([(0, 0xFFFFFFFF, 1)]))  # 4 GiB of dict in reportlab
+    # 4 x 60 000 real glyphs: each range is honest, together past the bound
+    four = [(0x10000 + i * 60_000, 0x10000 + i * 60_000 + 59_999, 1) for i in range(4)]
+    assert _bounded_cmap(_font_with_cmap12(four[:3], num_glyphs=65_535))
+    assert not _bounded_cmap(_font_with_cmap12(four, num_glyphs=65_535))
+    assert not _bounded_cmap(_font_with_cmap12([(0x4E00, 0x4E10, 95)]))  # glyphs 95..111 of 100
+    assert not _bounded_cmap(_font_with_cmap12([(0x4E10, 0x4E00, 1)]))  # start after end
+    assert not _bounded_cmap(b"\x00\x01\x00\x00" + b"\xff" * 8)  # tables past the end
+    # the subset the OFD writer embeds from the system CJK font passes
+    subset = font_file("电子营业执照 杭州")
+    assert subset.data is not None and _bounded_cmap(subset.data)

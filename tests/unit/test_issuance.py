@@ -326,6 +326,21 @@ def test_tampered_bundle_gives_unknown_offline(world: World) -> None:
     assert any(c.name == "proof bundle" and not c.ok for c in result.checks)
 
 
+def test_a_replaced_bundle_is_reported_even_when_the_ledger_answers(world: World) -> None:
+    """The attachment is outside the seal: the live status decides, and the broken bundle is shown as a failed check."""
+    _, _, ofd = world.files["active"]
+    parts = dict(read_zip(ofd))
+    path = next(p for p in parts if "/Attachs/" in p and p.endswith(".json"))
+    parts[path] = b"<html>not a proof</html>"
+    result = world.verdict(pack_parts(parts))
+    assert result.verdict == "valid" and result.status_source == "ledger"
+    failed = [c for c in result.checks if c.name == "proof bundle" and not c.ok]
+    assert failed, result.to_json()
+    # a genuine bundle next to the live answer is checked and passes
+    genuine = world.verdict(ofd)
+    assert any(c.name == "proof bundle" and c.ok for c in genuine.checks)
+
+
 def test_not_a_licence_file_is_refused(world: World) -> None:
     with pytest.raises(InvalidInputError) as exc:
         world.verdict(b"hello")

@@ -427,6 +427,17 @@ def test_huge_repeat_count_in_delta_x_is_not_trusted(cjk_font: Font) -> None:
     assert text.advances == (5, 5, 5)
 
 
+def test_a_repeat_count_of_non_ascii_digits_is_malformed(cjk_font: Font) -> None:
+    # "²".isdigit() is True and int("²") raises: that was an internal error
+    data = _with_content(cjk_font, (
+        '<ofd:TextObject ID="10" Boundary="0 0 50 20" Font="1" Size="5">'
+        '<ofd:TextCode X="0" Y="5" DeltaX="g \u00b2 5">营业执照</ofd:TextCode>'
+        '</ofd:TextObject>'))
+    with pytest.raises(InvalidInputError) as err:
+        read_ofd(data)
+    assert err.value.reason == "ofd.bad_value"
+
+
 @pytest.mark.parametrize(("limits", "reason"), [
     (ReadLimits(max_objects=2), "ofd.too_many_objects"),
     (ReadLimits(max_pages=1), "ofd.too_many_pages"),
