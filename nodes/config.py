@@ -23,8 +23,10 @@ is ``--home``, else ``$CERTLEDGER_HOME``, else ``./.certledger``.
 
 from __future__ import annotations
 
+import difflib
 import os
 import tomllib
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -90,6 +92,34 @@ def resolve_home(home: str | Path | None) -> Path:
     return Path(home or os.environ.get("CERTLEDGER_HOME") or DEFAULT_HOME)
 
 
+#: the sections and keys of certledger.toml: anything else is a typo (``databse``) that would
+#: otherwise fall back to a default without a word
+KNOWN_KEYS: dict[str, frozenset[str]] = {
+    "ledger": frozenset({"database", "origin"}),
+    "node": frozenset({"id", "keys"}),
+    "api": frozenset({"host", "port", "public_url"}),
+    "federation": frozenset({"registry"}),
+}
+
+
+def _check_known(cfg_file: Path, data: dict[str, Any]) -> None:
+    def unknown(what: str, name: str, known: Iterable[str]) -> InvalidInputError:
+        close = difflib.get_close_matches(name, list(known), n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else f" (known: {', '.join(sorted(known))})"
+        return InvalidInputError(f"{cfg_file}: unknown {what} {name!r}{hint}", reason="config.invalid")
+
+    for section, values in data.items():
+        if section not in KNOWN_KEYS:
+            raise unknown("section", section, KNOWN_KEYS)
+        if not isinstance(values, dict):
+            raise InvalidInputError(f"{cfg_file}: [{section}] must be a table", reason="config.invalid")
+        for key, value in values.items():
+            if key not in KNOWN_KEYS[section]:
+                raise unknown(f"key in [{section}]:", key, KNOWN_KEYS[section])
+            if section == "federation" and not isinstance(value, str):
+                raise InvalidInputError(f"{cfg_file}: federation.{key} must be a string", reason="config.invalid")
+
+
 def load_config(home: str | Path | None, *, must_exist: bool = True) -> NodeConfig:
     """The configuration of the node at ``home``, with environment overrides applied."""
     path = resolve_home(home)
@@ -105,6 +135,7 @@ def load_config(home: str | Path | None, *, must_exist: bool = True) -> NodeConf
             f"no certledger node at {path} (run `certledger init` or set --home / CERTLEDGER_HOME)",
             reason="config.missing",
         )
+    _check_known(cfg_file, data)
     for section in ("ledger", "node", "api"):
         if not isinstance(data.setdefault(section, {}), dict):
             raise InvalidInputError(f"{cfg_file}: [{section}] must be a table", reason="config.invalid")

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 from ledger.identity import NodeKeys
 from ledger.records import (
@@ -31,7 +32,7 @@ from ledger.records import (
 )
 from ledger.service import BatchResult, Ledger
 from nodes.config import NodeConfig
-from signing.errors import InvalidInputError
+from signing.errors import CertLedgerError, InvalidInputError
 from signing.sm2 import SM2PrivateKey, SM2PublicKey
 
 AUTHORITY_KEY_FILE = "authority.pem"
@@ -154,11 +155,18 @@ class _Created:
         self.keys = None if config.keys_path.exists() else config.keys_path
         self.config = config.config_path
         self.database: list[Path] = []
-        url = make_url(config.database)
-        if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
-            db = Path(url.database)
-            if not db.exists():
-                self.database = [db, db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm")]
+        db: Path | None = None
+        if "://" not in config.database:
+            db = Path(config.database)  # a bare SQLite file path
+        else:
+            try:
+                url = make_url(config.database)
+            except ArgumentError:
+                url = None  # Ledger.open refuses it with its own reason
+            if url is not None and url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
+                db = Path(str(url.database))
+        if db is not None and not db.exists():
+            self.database = [db, db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm")]
 
     def remove(self) -> None:
         for path in self.database:
@@ -172,6 +180,7 @@ class _Created:
 
 def open_node(config: NodeConfig, passphrase: bytes | None, *, write: bool = True) -> LocalNode:
     """Open the node at ``config.home``; read-only when ``write`` is false (no keys needed)."""
+    keys: NodeKeys | None = None
     if write:
         if passphrase is None:
             raise InvalidInputError(
@@ -179,10 +188,25 @@ def open_node(config: NodeConfig, passphrase: bytes | None, *, write: bool = Tru
                 reason="key.passphrase",
             )
         keys = NodeKeys.load(config.keys_path, passphrase)
-        # an existing ledger only: `certledger init` creates one (init_node)
-        ledger = Ledger.open(config.database, keys.identity(), create=False)
-        return LocalNode(config, keys, ledger, passphrase)
-    return LocalNode(config, None, Ledger.open(config.database, None, create=False), passphrase or b"")
+        if keys.node_id != config.node_id:
+            # CERTLEDGER_NODE_ID (or [node] id) naming another node than the keys: the node would
+            # report one name and sign checkpoints under another
+            raise InvalidInputError(
+                f"the node keys are node {keys.node_id!r}, the configuration says {config.node_id!r}",
+                reason="config.invalid",
+            )
+    # an existing ledger only: `certledger init` creates one (init_node)
+    ledger = Ledger.open(config.database, keys.identity() if keys is not None else None, create=False)
+    try:
+        actual = ledger.origin
+    except CertLedgerError:
+        actual = ""  # not initialised: the command that needs an origin says so itself
+    if config.origin and actual and actual != config.origin:
+        ledger.close()
+        raise InvalidInputError(
+            f"the ledger's origin is {actual!r}, the configuration says {config.origin!r}", reason="config.invalid"
+        )
+    return LocalNode(config, keys, ledger, passphrase or b"")
 
 
 def parse_signed_record(data: bytes) -> SignedRecord:

@@ -88,7 +88,12 @@ def _progress() -> Progress:
     "else ledger.db in the home directory).",
 )
 @click.option("--time-window", default=300, show_default=True, help="Accepted record clock skew, seconds.")
-@click.option("--public-url", default="", help="Where this node's API will be reachable.")
+@click.option(
+    "--public-url",
+    default="",
+    envvar="CERTLEDGER_PUBLIC_URL",
+    help="Where this node's API will be reachable, as recorded in the GENESIS (default: $CERTLEDGER_PUBLIC_URL).",
+)
 @json_option
 @handle_errors
 def init(

@@ -18,7 +18,7 @@ from signing.errors import InvalidInputError
 @home_option
 @passphrase_option
 @click.option("--host", help="Address to bind (default: config api.host, 127.0.0.1).")
-@click.option("--port", type=int, help="Port (default: config api.port, 8600).")
+@click.option("--port", type=click.IntRange(1, 65535), help="Port (default: config api.port, 8600).")
 @click.option("--read-only", is_flag=True, help="Serve queries only; refuse submissions (no keys needed).")
 @click.option(
     "--workers",
@@ -47,14 +47,22 @@ def serve(
     from verify_api.http_protocol import PROTOCOL
 
     cfg = load_config(home)
-    bind_host, bind_port = host or cfg.api_host, port or cfg.api_port
+    if host is not None and not host.strip():
+        raise InvalidInputError("--host must name an address (0.0.0.0 for every interface)", reason="config.invalid")
+    bind_host = cfg.api_host if host is None else host
+    bind_port = cfg.api_port if port is None else port
     _check_bindable(bind_host, bind_port)
     if workers > 1:
         if not read_only:
             raise InvalidInputError(
                 "--workers > 1 needs --read-only: a single process must own the sequencer", reason="config.invalid"
             )
-        api_settings(cfg)  # fail here, once, on a bad knob rather than in every worker
+        # build the app once here and throw it away: a bad knob, a missing database or an unreadable
+        # federation registry stops the command with one line, instead of every worker dying at
+        # start-up and being respawned for ever
+        api_settings(cfg)
+        _probe, probe_close = build_app(cfg, None, read_only=True)
+        probe_close()
         _announce(cfg.origin, bind_host, bind_port, read_only)
         # the workers are fresh interpreters: they find the node through the environment
         os.environ["CERTLEDGER_HOME"] = str(cfg.home.resolve())

@@ -64,6 +64,13 @@ def test_an_empty_or_foreign_database_is_refused_not_migrated(run_cli: Callable[
         "[api]\nport = 70000\n",
         '[api]\nport = "eighty"\n',
         "[node]\nid = true\n",
+        # typos: a misspelt key or section fell back to a default without a word
+        f'[ledger]\norigin = "{ORIGIN}"\ndatabse = "other.db"\n',
+        "[ledgr]\n",
+        "[api]\nprot = 9000\n",
+        # [federation] registry of the wrong type was an internal error in `serve`
+        "[federation]\nregistry = 5\n",
+        'federation = "x"\n',
     ],
 )
 def test_a_config_of_the_wrong_shape_is_one_line(run_cli: Callable[..., Any], home: Path, config: str) -> None:
@@ -138,3 +145,36 @@ def test_a_failed_init_leaves_nothing_behind(
     retry = run_cli("init", "--origin", ORIGIN, env={"CERTLEDGER_HOME": str(kept), "CERTLEDGER_PASSPHRASE": "pw"})
     assert retry.rc == 0, retry.stderr
     assert (kept / "certledger.toml").exists() and (kept / "notes.txt").exists()
+
+
+def test_a_typo_is_named_with_the_key_it_resembles(run_cli: Callable[..., Any], home: Path) -> None:
+    (home / "certledger.toml").write_text(f'[ledger]\norigin = "{ORIGIN}"\ndatabse = "x.db"\n', "utf-8")
+    result = _run(run_cli, home, "checkpoint")
+    result.assert_error("config.invalid")
+    assert "'databse'" in result.stderr and "did you mean 'database'" in result.stderr
+
+
+def test_overrides_that_contradict_the_node_are_refused(run_cli: Callable[..., Any], tmp_path: Path) -> None:
+    """CERTLEDGER_NODE_ID / _ORIGIN naming another node or ledger than the home holds: refused, not reported."""
+    home = tmp_path / "node"
+    env = {"CERTLEDGER_HOME": str(home), "CERTLEDGER_PASSPHRASE": "pw"}
+    _ok(run_cli("init", "--origin", ORIGIN, env=env))
+    _ok(run_cli("checkpoint", env=env))
+    wrong_id = run_cli("serve", "--port", "1", env={**env, "CERTLEDGER_NODE_ID": "bogus-node"})
+    wrong_id.assert_error("config.invalid")
+    assert "bogus-node" in wrong_id.stderr
+    run_cli("checkpoint", env={**env, "CERTLEDGER_ORIGIN": "wrong/origin"}).assert_error("config.invalid")
+
+
+def test_serve_checks_a_multi_worker_setup_before_it_starts_workers(run_cli: Callable[..., Any], home: Path) -> None:
+    """A missing database used to crash every worker at start-up, respawned for ever, the command never ending."""
+    result = _run(run_cli, home, "serve", "--read-only", "--workers", "2", "--port", "18649")
+    result.assert_error("store.missing")
+
+
+@pytest.mark.parametrize("args", [("--port", "0"), ("--host", "")])
+def test_serve_refuses_an_empty_host_or_port_zero(
+    run_cli: Callable[..., Any], home: Path, args: tuple[str, ...]
+) -> None:
+    result = _run(run_cli, home, "serve", *args)
+    assert result.rc == 2 and "Traceback" not in result.stderr, result.stderr
