@@ -245,6 +245,9 @@ def start_node(layout: Layout, i: int, passphrase: str) -> int:
         "CERTLEDGER_LOG_LEVEL": "INFO",
         "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
     }
+    # on loopback every client and every peer is 127.0.0.1: a per-address bound would count the
+    # whole cluster as one client (the caller may still set one explicitly)
+    env.setdefault("CERTLEDGER_API_MAX_CONNECTIONS", "0")
     return _spawn(node_command(layout, i), layout.node_dir(i) / "node.log", env, bound_to_parent=layout.bound_to_parent)
 
 

@@ -10,7 +10,7 @@ Tuning knobs read from the environment (documented in docs/api.md):
 * ``CERTLEDGER_API_HEAD_TIMEOUT`` — seconds a request line and headers may take to
   arrive (default 20; ``0`` = no deadline; enforced by ``verify_api.http_protocol``);
 * ``CERTLEDGER_API_MAX_CONNECTIONS`` — connections one client address may hold open
-  at once, per server process (default 256; ``0`` = no bound; ``verify_api.http_protocol``);
+  at once, per server process (default 1024; ``0`` = no bound; ``verify_api.http_protocol``);
 * ``CERTLEDGER_FEDERATION_REGISTRY`` — the federation registry (TOML), else
   ``[federation] registry`` in the node's config.
 """

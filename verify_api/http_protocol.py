@@ -30,13 +30,13 @@ A refusal behind a pipelined request that is still being answered does not overt
 that answer: it is finished with ``connection: close`` and nothing more is read.
 
 It also bounds the **connections one client address holds open** at once
-(``CERTLEDGER_API_MAX_CONNECTIONS``, default 256 per server process; ``0`` = no
-bound). The head deadline frees an idle connection after 20 s, but a client that
-reopens them as fast as they close could still hold thousands and starve every other
-client of file descriptors. A connection beyond the bound is answered ``503``
-``request.too_many_connections`` with ``Retry-After`` at once, before anything is read
-of it, and closed. The address is the TCP peer's: behind a reverse proxy every client
-is the proxy, so set the bound there (or turn it off here).
+(``CERTLEDGER_API_MAX_CONNECTIONS``, default 1024 per server process, room for an office
+of browsers behind one NAT address; ``0`` = no bound). The head deadline frees an idle
+connection after 20 s, but a client that reopens them as fast as they close could still
+hold thousands and starve every other client of file descriptors. A connection beyond
+the bound is answered ``503`` ``request.too_many_connections`` with ``Retry-After`` at
+once, before anything is read of it, and closed. The address is the TCP peer's: behind a
+reverse proxy every client is the proxy, so set the bound there (or turn it off here).
 
 ``send_400_response`` is uvicorn's hook for the parser's answer (in its httptools
 protocol since 0.13). If a uvicorn release renames it, :data:`PROTOCOL` falls back to
@@ -66,7 +66,7 @@ MAX_HEAD_BYTES = 64 * 1024
 
 #: the variable of the per-address connection bound, and its default
 MAX_CONNECTIONS_ENV = "CERTLEDGER_API_MAX_CONNECTIONS"
-DEFAULT_MAX_CONNECTIONS = 256
+DEFAULT_MAX_CONNECTIONS = 1024
 #: what a client refused for too many connections is told to wait, in seconds
 RETRY_AFTER_SECONDS = 1
 

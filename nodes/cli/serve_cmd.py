@@ -38,7 +38,7 @@ def serve(
     CERTLEDGER_API_BODY_TIMEOUT seconds once reading it begins (default 60, 0 = no limit);
     the request line and headers within CERTLEDGER_API_HEAD_TIMEOUT seconds (default 20).
     One client address may hold CERTLEDGER_API_MAX_CONNECTIONS connections open at once
-    (default 256 per process, 0 = no bound).
+    (default 1024 per process, 0 = no bound).
     """
     import uvicorn
 

@@ -212,7 +212,11 @@ async def load(
                     failures[type(exc).__name__] = failures.get(type(exc).__name__, 0) + 1
                     continue
                 if status != 201:
-                    key = f"HTTP {status}"
+                    try:
+                        reason = str(json.loads(answer).get("reason", ""))
+                    except ValueError:
+                        reason = ""
+                    key = f"HTTP {status} {reason}".strip()
                     failures[key] = failures.get(key, 0) + 1
                     continue
                 if not json.loads(answer).get("final"):
