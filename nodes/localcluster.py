@@ -281,7 +281,12 @@ def save_state(layout: Layout, state: dict[str, Any]) -> None:
 def load_state(layout: Layout) -> dict[str, Any]:
     if not layout.state_file.exists():
         raise InvalidInputError(f"no cluster in {layout.root}", reason="cluster.missing")
-    state: dict[str, Any] = json.loads(layout.state_file.read_text())
+    try:
+        state = json.loads(layout.state_file.read_text("utf-8"))
+    except (OSError, ValueError) as exc:
+        raise InvalidInputError(f"{layout.state_file} is unreadable: {exc}", reason="cluster.state") from None
+    if not isinstance(state, dict) or not all(isinstance(state.get(group, {}), dict) for group in ("nodes", "etcd")):
+        raise InvalidInputError(f"{layout.state_file} is not a cluster's state", reason="cluster.state")
     return state
 
 

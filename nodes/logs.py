@@ -25,6 +25,8 @@ def configure(level: str | None = None, fmt: str | None = None) -> None:
         raise InvalidInputError(f"log level {level_name!r} is not one of {', '.join(LEVELS)}", reason="config.invalid")
     numeric = getattr(logging, level_name)
     fmt = fmt or os.environ.get("CERTLEDGER_LOG_FORMAT") or ("console" if sys.stderr.isatty() else "json")
+    if fmt not in ("json", "console"):  # as --log-format refuses it: one rule for both spellings
+        raise InvalidInputError(f"log format {fmt!r} is not one of json, console", reason="config.invalid")
     renderer: structlog.types.Processor = (
         structlog.processors.JSONRenderer(ensure_ascii=False)
         if fmt == "json"

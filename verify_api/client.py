@@ -64,6 +64,25 @@ class VerifiedHistory:
     checks: tuple[Check, ...]
 
 
+def _memory_shape(data: Any) -> bool:
+    """``{origin: {"size": int, "root": hex, "note": str}}``, as :meth:`CheckpointMemory.put` writes it."""
+    if not isinstance(data, dict):
+        return False
+    for origin, head in data.items():
+        if not isinstance(origin, str) or not isinstance(head, dict):
+            return False
+        size, root, note = head.get("size"), head.get("root"), head.get("note")
+        if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+            return False
+        if not isinstance(root, str) or len(root) != 64 or not isinstance(note, str):
+            return False
+        try:
+            bytes.fromhex(root)
+        except ValueError:
+            return False
+    return True
+
+
 @dataclass
 class CheckpointMemory:
     """The last verified checkpoint per origin, on disk (atomic replace, fsync)."""
@@ -75,11 +94,17 @@ class CheckpointMemory:
     def __post_init__(self) -> None:
         if self.path is not None and self.path.exists():
             try:
-                self._data = json.loads(self.path.read_text("utf-8"))
+                data = json.loads(self.path.read_text("utf-8"))
             except (ValueError, OSError) as exc:
                 raise InvalidInputError(
                     f"checkpoint memory {self.path} is unreadable: {exc}", reason="client.state"
                 ) from None
+            if not _memory_shape(data):
+                raise InvalidInputError(
+                    f"checkpoint memory {self.path} is not a checkpoint memory (origin -> size, root, note)",
+                    reason="client.state",
+                )
+            self._data = data
 
     def get(self, origin: str) -> dict[str, Any] | None:
         return self._data.get(origin)
@@ -150,6 +175,8 @@ class LedgerClient:
             raise TransportError(
                 f"{self.base_url}: {type(exc).__name__}: {exc}", reason="transport.unreachable"
             ) from None
+        except httpx.InvalidURL as exc:  # not an HTTPError: raised before any request is made
+            raise InvalidInputError(f"{self.base_url} is not a usable URL: {exc}", reason="remote.url") from None
         if resp.status_code == 404:
             reason = _problem_reason(resp) or "remote.not_found"
             raise InvalidInputError(f"{self.base_url}{path}: not found", reason=reason)

@@ -140,7 +140,13 @@ def cert_group() -> None:
 @click.option("--country", default="CN", show_default=True, help="Country (C), ISO 3166 code.")
 @click.option("--province", help="State or province (ST).")
 @click.option("--locality", help="Locality (L).")
-@click.option("--days", type=click.IntRange(min=1), default=365, show_default=True, help="Validity in days.")
+@click.option(
+    "--days",
+    type=click.IntRange(1, 36_500),
+    default=365,
+    show_default=True,
+    help="Validity in days (at most 100 years).",
+)
 @click.option("--not-before", help=f"Start of validity (default: now - 5 min). {_TIME_HELP}")
 @click.option(
     "--path-length",

@@ -51,7 +51,9 @@ def seal() -> None:
 @click.option("--agency-cert", type=_FILE, required=True, help="The certificate the seal is made for.")
 @click.option("--name", required=True, help="Seal name, e.g. 深圳市市场监督管理局证照专用章.")
 @click.option("--caption", default="证照专用章", show_default=True, help="Text under the star.")
-@click.option("--days", default=730, show_default=True, help="Validity in days from now.")
+@click.option(
+    "--days", type=click.IntRange(1, 36_500), default=730, show_default=True, help="Validity in days from now."
+)
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="Seal file (.esl).")
 @passphrase_option
 @json_option

@@ -239,7 +239,14 @@ class Validity:
         begin = (datetime.now(UTC) - timedelta(minutes=5) if start is None else _require_aware(start, "start")).replace(
             microsecond=0
         )
-        return cls(begin, begin + timedelta(days=days))
+        try:
+            end = begin + timedelta(days=days)
+        except OverflowError:
+            end = datetime.max.replace(tzinfo=UTC)
+        if end.year > 9999 or end >= datetime(9999, 12, 31, tzinfo=UTC):
+            # X.509 GeneralizedTime ends with year 9999; Python's datetime overflows there too
+            raise InvalidInputError("the validity would end after the year 9999", reason="cert.validity")
+        return cls(begin, end)
 
     def contains(self, at: datetime) -> bool:
         """Whether ``at`` (timezone-aware) lies within the interval."""

@@ -178,3 +178,55 @@ def test_serve_refuses_an_empty_host_or_port_zero(
 ) -> None:
     result = _run(run_cli, home, "serve", *args)
     assert result.rc == 2 and "Traceback" not in result.stderr, result.stderr
+
+
+def test_hostile_arguments_and_files_are_one_line_errors_not_internal(
+    run_cli: Callable[..., Any], tmp_path: Path
+) -> None:
+    """Each ended in `internal error` (exit 70) before: non-UTF-8 bytes, odd URLs, state files of another shape."""
+    home = tmp_path / "node"
+    env = {"CERTLEDGER_HOME": str(home), "CERTLEDGER_PASSPHRASE": "pw"}
+    _ok(run_cli("init", "--origin", ORIGIN, env=env))
+    _ok(run_cli("genesis", "--out", tmp_path / "genesis.json", env=env))
+    _ok(run_cli("keygen", "--out", tmp_path / "k.pem", "--no-encrypt"))
+    (tmp_path / "memory.json").write_text("[]", "utf-8")
+    (tmp_path / "cluster").mkdir()
+    (tmp_path / "cluster" / "state.json").write_text("not json", "utf-8")
+    genesis, memory = str(tmp_path / "genesis.json"), str(tmp_path / "memory.json")
+    cases: list[tuple[tuple[str, ...], dict[str, str], str]] = [
+        # a byte that is not UTF-8 reaches Python as a lone surrogate
+        (("status", "LIC-\udcff"), {}, "input.invalid"),
+        (("checkpoint",), {"CERTLEDGER_ORIGIN": "bad\udcff"}, "input.invalid"),
+        (("checkpoint",), {"CERTLEDGER_LOG_FORMAT": "xml"}, "config.invalid"),
+        (("remote", "checkpoint", "--url", "http://[::1", "--genesis", genesis), {}, "remote.url"),
+        (
+            ("remote", "checkpoint", "--url", "http://127.0.0.1:1", "--genesis", genesis, "--state", memory),
+            {},
+            "client.state",
+        ),
+        (("cluster", "status", "--dir", str(tmp_path / "cluster")), {}, "cluster.state"),
+        (
+            (
+                "cert",
+                "issue",
+                "--role",
+                "root",
+                "--key",
+                str(tmp_path / "k.pem"),
+                "--org",
+                "t",
+                "--cn",
+                "r",
+                "--out",
+                str(tmp_path / "r.pem"),
+                "--not-before",
+                "9999-12-01T00:00:00",
+            ),
+            {},
+            "cert.validity",
+        ),
+    ]
+    for args, extra, reason in cases:
+        result = run_cli(*args, env={**env, **extra}, cwd=tmp_path)
+        assert result.rc != 70, (args, result.stderr)
+        result.assert_error(reason)
