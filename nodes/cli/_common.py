@@ -19,6 +19,7 @@ from typing import Any, ParamSpec, TypeVar
 import click
 
 from signing.errors import CertLedgerError, InvalidInputError
+from signing.sm2 import SM2PublicKey, load_public_key
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -113,3 +114,13 @@ def read_input(path: str, max_bytes: int | None = None, *, too_large: str = "inp
         name = "standard input" if path == "-" else path
         raise InvalidInputError(f"{name} is larger than {max_bytes} bytes", reason=too_large)
     return data
+
+
+def verifying_key(data: bytes) -> SM2PublicKey:
+    """An SM2 public key (SPKI PEM/DER), or the key of a PEM certificate (its chain is not checked here)."""
+    # the options that take a key promise "or a certificate"; `certledger cert verify` checks chains
+    if data.lstrip().startswith(b"-----BEGIN CERTIFICATE-----"):
+        from signing.x509 import load_certificate  # only this path needs asn1crypto
+
+        return load_certificate(data).public_key
+    return load_public_key(data)

@@ -17,11 +17,11 @@ from ledger import reasons
 from ledger.audit import audit as run_audit
 from ledger.merkle.verify import verify_consistency, verify_inclusion
 from ledger.records import MAX_ENTRY_BYTES, Record, RecordType, SignedRecord, new_nonce, now_utc, sign_record
-from nodes.cli._common import emit, handle_errors, json_option, read_input, read_passphrase
+from nodes.cli._common import emit, handle_errors, json_option, read_input, read_passphrase, verifying_key
 from nodes.config import NodeConfig, load_config, resolve_home
 from nodes.local import LocalNode, agency_key_json, init_node, open_node
 from signing.errors import InvalidInputError
-from signing.sm2 import SM2PrivateKey, load_public_key
+from signing.sm2 import SM2PrivateKey
 
 home_option = click.option(
     "--home",
@@ -191,7 +191,7 @@ def agency_add(
     as_json: bool,
 ) -> None:
     """Admit an agency (AGENCY_ADMIT, signed by the governance authority)."""
-    pub = load_public_key(key_path.read_bytes())
+    pub = verifying_key(key_path.read_bytes())
     payload = {
         "agency": {
             "id": agency_id,
@@ -216,7 +216,7 @@ def agency_add(
     "key_path",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     required=True,
-    help="The new SM2 public key (PEM).",
+    help="The new SM2 public key (PEM) or certificate.",
 )
 @click.option("--retire", "retire_key_id", default="", help="Key ID to retire from now on.")
 @json_option
@@ -225,7 +225,7 @@ def agency_rotate(
     home: Path | None, passphrase_file: Path | None, agency_id: str, key_path: Path, retire_key_id: str, as_json: bool
 ) -> None:
     """Add a new key to an agency, optionally retiring an old one (AGENCY_ROTATE_KEY)."""
-    pub = load_public_key(key_path.read_bytes())
+    pub = verifying_key(key_path.read_bytes())
     payload: dict[str, Any] = {"agency_id": agency_id, "new_key": agency_key_json(pub)}
     if retire_key_id:
         payload["retire_key_id"] = retire_key_id

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import click
 
-from nodes.cli._common import emit, handle_errors, json_option, read_input, read_passphrase
+from nodes.cli._common import emit, handle_errors, json_option, read_input, read_passphrase, verifying_key
 from signing import sm3 as sm3_mod
 from signing.errors import InvalidInputError
-from signing.sm2 import DEFAULT_SIGNER_ID, SM2PrivateKey, SM2PublicKey, der_to_raw, load_public_key, raw_to_der
+from signing.sm2 import DEFAULT_SIGNER_ID, SM2PrivateKey, der_to_raw, raw_to_der
 from signing.sm2.backends import get_backend
 
 _PASSPHRASE_FILE_HELP = "File holding the key passphrase (default: $CERTLEDGER_PASSPHRASE)."  # noqa: S105 - help text
@@ -174,16 +174,6 @@ def sign(
         sys.stdout.flush()
 
 
-def _verifying_key(data: bytes) -> SM2PublicKey:
-    # --pub promises "or a certificate": take the key out of a PEM certificate (the chain
-    # is not checked here; `certledger cert verify` does that)
-    if data.lstrip().startswith(b"-----BEGIN CERTIFICATE-----"):
-        from signing.x509 import load_certificate  # only this path needs asn1crypto
-
-        return load_certificate(data).public_key
-    return load_public_key(data)
-
-
 @click.command("verify-sig")
 @click.option(
     "--pub",
@@ -209,7 +199,7 @@ def verify_sig(
     pub_path: Path, sig_path: Path, signer_id: str, fmt: str, backend: str | None, file: str, as_json: bool
 ) -> None:
     """Verify an SM2 signature over FILE; exit 0 only if it is valid."""
-    pub = _verifying_key(pub_path.read_bytes())
+    pub = verifying_key(pub_path.read_bytes())
     raw = sig_path.read_bytes()
     if fmt == "raw":
         sig = raw_to_der(raw)

@@ -230,3 +230,68 @@ def test_hostile_arguments_and_files_are_one_line_errors_not_internal(
         result = run_cli(*args, env={**env, **extra}, cwd=tmp_path)
         assert result.rc != 70, (args, result.stderr)
         result.assert_error(reason)
+
+
+def test_agency_add_takes_a_certificate_as_its_help_says(run_cli: Callable[..., Any], tmp_path: Path) -> None:
+    home = tmp_path / "node"
+    env = {"CERTLEDGER_HOME": str(home), "CERTLEDGER_PASSPHRASE": "pw"}
+    _ok(run_cli("init", "--origin", ORIGIN, env=env))
+    for args in (
+        ("keygen", "--out", "root-key.pem", "--no-encrypt"),
+        ("keygen", "--out", "agency.pem", "--no-encrypt"),
+        (
+            "cert",
+            "issue",
+            "--role",
+            "root",
+            "--key",
+            "root-key.pem",
+            "--org",
+            "省数据局",
+            "--cn",
+            "root",
+            "--out",
+            "root.pem",
+        ),
+        (
+            "cert",
+            "issue",
+            "--role",
+            "agency",
+            "--ca-cert",
+            "root.pem",
+            "--ca-key",
+            "root-key.pem",
+            "--key",
+            "agency.pub.pem",
+            "--org",
+            "深圳市市场监督管理局",
+            "--credit-code",
+            "11440300MB2C54301Y",
+            "--cn",
+            "深圳市市场监督管理局",
+            "--out",
+            "agency.crt",
+        ),
+    ):
+        _ok(run_cli(*args, env=env, cwd=tmp_path))
+    added = run_cli(
+        "agency",
+        "add",
+        "--id",
+        "11440300MB2C54301Y",
+        "--name",
+        "深圳市市场监督管理局",
+        "--regions",
+        "4403",
+        "--types",
+        "1001",
+        "--key",
+        "agency.crt",
+        "--json",
+        env=env,
+        cwd=tmp_path,
+    )
+    assert added.rc == 0, added.stderr
+    listed = run_cli("agency", "list", "--json", env=env, cwd=tmp_path)
+    assert listed.rc == 0 and "11440300MB2C54301Y" in listed.text, listed.stderr
