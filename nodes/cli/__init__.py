@@ -9,10 +9,8 @@ reportlab or FastAPI (ADR 0008).
 from __future__ import annotations
 
 import importlib
-import os
 import sys
 import warnings
-from collections.abc import Mapping
 from typing import Any
 
 import click
@@ -134,26 +132,4 @@ def main() -> None:
     # that on every run. It is not ours and not actionable by a user, and it would break the
     # one-line error contract of the CLI, so library warnings stay out of the CLI's stderr.
     warnings.filterwarnings("ignore", message="DSA is deprecated")
-    undecodable = _not_utf8(sys.argv[1:], os.environ)
-    if undecodable is not None:
-        # Python hands bytes that are not UTF-8 on as lone surrogates, which fail only deep inside a
-        # command (as an internal error): refuse them here, in one line, before anything runs
-        click.echo(f"certledger: error: {undecodable} is not valid UTF-8 [input.invalid]", err=True)
-        sys.exit(2)
     cli(prog_name="certledger")
-
-
-def _not_utf8(args: list[str], environ: Mapping[str, str]) -> str | None:
-    """What names the first argument or CERTLEDGER_* variable that is not valid UTF-8, if one is not."""
-    for position, arg in enumerate(args, 1):
-        try:
-            arg.encode("utf-8")
-        except UnicodeEncodeError:
-            return f"argument {position}"
-    for name, value in environ.items():
-        if name.startswith("CERTLEDGER_"):
-            try:
-                value.encode("utf-8")
-            except UnicodeEncodeError:
-                return name
-    return None

@@ -54,6 +54,13 @@ def handle_errors(fn: Callable[P, R]) -> Callable[P, R]:
             name = f": {exc.filename}" if getattr(exc, "filename", None) else ""
             click.echo(f"certledger: error: {exc.strerror or exc}{name} [io]", err=True)
             sys.exit(2)
+        except UnicodeEncodeError as exc:
+            # bytes that are not UTF-8 (in an argument, a variable, a file name) reach Python as lone
+            # surrogates; they are fine as paths and as `sign --id`, and fail where text is needed
+            if os.environ.get("CERTLEDGER_DEBUG") or "surrogates not allowed" not in str(exc):
+                raise
+            click.echo("certledger: error: an argument or variable is not valid UTF-8 text [input.invalid]", err=True)
+            sys.exit(2)
         except RecursionError:
             # only input nests this deep (JSON, XML): the parsers recurse; say so, in one line
             if os.environ.get("CERTLEDGER_DEBUG"):

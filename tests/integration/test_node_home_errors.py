@@ -196,7 +196,7 @@ def test_hostile_arguments_and_files_are_one_line_errors_not_internal(
     cases: list[tuple[tuple[str, ...], dict[str, str], str]] = [
         # a byte that is not UTF-8 reaches Python as a lone surrogate
         (("status", "LIC-\udcff"), {}, "input.invalid"),
-        (("checkpoint",), {"CERTLEDGER_ORIGIN": "bad\udcff"}, "input.invalid"),
+        (("checkpoint",), {"CERTLEDGER_ORIGIN": "bad\udcff"}, "config.invalid"),  # not the ledger's origin
         (("checkpoint",), {"CERTLEDGER_LOG_FORMAT": "xml"}, "config.invalid"),
         (("remote", "checkpoint", "--url", "http://[::1", "--genesis", genesis), {}, "remote.url"),
         (
