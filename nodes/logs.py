@@ -32,7 +32,22 @@ def configure(level: str | None = None, fmt: str | None = None) -> None:
         if fmt == "json"
         else structlog.dev.ConsoleRenderer(colors=False)
     )
-    logging.basicConfig(level=numeric, stream=sys.stderr, format="%(message)s")
+    # records of the standard library's loggers (uvicorn, httpx, the HTTP protocol's refusals)
+    # are rendered like structlog's own: one JSON object per line, never a plain line among them
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            processor=renderer,
+            foreign_pre_chain=[
+                structlog.stdlib.add_log_level,
+                structlog.stdlib.add_logger_name,
+                structlog.processors.TimeStamper(fmt="iso", utc=True),
+            ],
+        )
+    )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(numeric)
     # httpx logs every request at INFO: far too chatty for a node polling etcd
     logging.getLogger("httpx").setLevel(max(numeric, logging.WARNING))
     # pypdf warns about every repaired flaw of a file it reads ("EOF marker not found"): those

@@ -114,6 +114,9 @@ def read_only_app() -> FastAPI:
     may own the sequencer (it holds the in-memory tree edge and orders appends),
     so a multi-process server answers queries and refuses submissions.
     """
+    from nodes import logs
+
+    logs.configure()  # a fresh interpreter: the same JSON lines as the parent, from the environment
     app, close = build_app(load_config(None), None, read_only=True)
     atexit.register(close)
     return app

@@ -47,6 +47,6 @@ def demo(workdir: Path, no_serve: bool, host: str, port: int) -> None:
     click.echo(f"\nverification page: http://{host}:{port}/   (API: http://{host}:{port}/docs; Ctrl-C to stop)")
     click.echo(f"try uploading {workdir}/licences/forged.ofd or a genuine licence from that folder")
     try:
-        uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False, http=PROTOCOL)
+        uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False, http=PROTOCOL, log_config=None)
     finally:
         close()

@@ -45,6 +45,15 @@ def node_run(config_path: Path, passphrase_file: Path | None) -> None:
     app, cluster_node = build_node(cfg, passphrase)
     cluster_node.start()
     try:
-        uvicorn.run(app, host=cfg.api_host, port=cfg.api_port, log_level="warning", access_log=False, http=PROTOCOL)
+        # log_config=None: uvicorn logs through the root handler (nodes.logs), as JSON lines like the rest
+        uvicorn.run(
+            app,
+            host=cfg.api_host,
+            port=cfg.api_port,
+            log_level="warning",
+            access_log=False,
+            http=PROTOCOL,
+            log_config=None,
+        )
     finally:
         cluster_node.stop()

@@ -75,12 +75,15 @@ def serve(
             log_level="warning",
             access_log=False,
             http=PROTOCOL,
+            log_config=None,  # each worker configures the root handler itself (read_only_app)
         )
         return
     app, closer = build_app(cfg, None if read_only else read_passphrase(passphrase_file), read_only=read_only)
     _announce(cfg.origin, bind_host, bind_port, read_only)
     try:
-        uvicorn.run(app, host=bind_host, port=bind_port, log_level="warning", access_log=False, http=PROTOCOL)
+        uvicorn.run(
+            app, host=bind_host, port=bind_port, log_level="warning", access_log=False, http=PROTOCOL, log_config=None
+        )
     finally:
         closer()
 

@@ -161,6 +161,10 @@ def test_the_refusals_are_logged_once_per_episode_not_per_connection(server: Api
     assert _served_again(server) == 200
     after = server.log_path.read_text("utf-8").count("refusing connections from")
     assert after - before == 1, server.log_path.read_text("utf-8")[-2000:]
+    # a structured line like every other log line of the server (stderr is no terminal: JSON)
+    line = next(x for x in server.log_path.read_text("utf-8").splitlines() if "refusing connections from" in x)
+    record = json.loads(line)
+    assert record["level"] == "warning" and record["timestamp"], record
 
 
 def test_zero_means_no_bound(servers: tuple[ApiServer, ApiServer]) -> None:
