@@ -13,8 +13,11 @@ Results come back in input order.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
+import signal
+import threading
 import warnings
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
@@ -111,6 +114,19 @@ def _warm(_: int) -> int:
     return os.getpid()
 
 
+@contextlib.contextmanager
+def _workers_ignore_sigint() -> Iterator[None]:
+    """Processes started inside inherit SIGINT ignored (kept across exec; see IssuingPool.warm_up)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal dispositions belong to the main thread: left as they are
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 class IssuingPool:
     """``render(jobs)``: :func:`render_and_sign` for each (licence, template), in order."""
 
@@ -132,9 +148,17 @@ class IssuingPool:
             )
 
     def warm_up(self) -> None:
-        """Start every worker now (otherwise the first licences pay for it)."""
-        if self._pool is not None:
-            list(self._pool.map(_warm, range(self.workers)))
+        """Start every worker now (otherwise the first licences pay for it).
+
+        The workers are started with SIGINT ignored, which they keep across exec: a Ctrl-C at
+        the terminal reaches the whole process group, and a worker still importing would die
+        with a traceback of its own. The parent alone handles it, and stops the pool.
+        """
+        if self._pool is None:
+            return
+        with _workers_ignore_sigint():
+            started = self._pool.map(_warm, range(self.workers))
+        list(started)
 
     def render(
         self, jobs: Iterable[tuple[Licence, LicenceTemplate]], *, progress: Callable[[int], None] | None = None
@@ -148,7 +172,9 @@ class IssuingPool:
                     progress(1)
                 yield files
             return
-        for files in self._pool.map(_render, jobs, chunksize=1):
+        with _workers_ignore_sigint():  # map submits every job now: the workers are started here
+            results = self._pool.map(_render, jobs, chunksize=1)
+        for files in results:
             if progress is not None:
                 progress(1)
             yield files

@@ -9,6 +9,7 @@ reportlab or FastAPI (ADR 0008).
 from __future__ import annotations
 
 import importlib
+import signal
 import sys
 import warnings
 from typing import Any
@@ -132,4 +133,13 @@ def main() -> None:
     # that on every run. It is not ours and not actionable by a user, and it would break the
     # one-line error contract of the CLI, so library warnings stay out of the CLI's stderr.
     warnings.filterwarnings("ignore", message="DSA is deprecated")
+    # SIGTERM / SIGHUP end a command the way Ctrl-C does: as an exception, so that what it holds
+    # open is released and what it reserved is removed (a killed `issue` left empty files behind);
+    # the servers install their own handlers while they run
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, _terminate)
     cli(prog_name="certledger")
+
+
+def _terminate(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)

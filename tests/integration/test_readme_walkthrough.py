@@ -303,3 +303,46 @@ def test_issue_writes_only_inside_out_dir_and_appends_nothing_it_cannot_write(
                       "--out-dir", "blocked/sub", env=env, cwd=workdir)  # fmt: skip
     blocked.assert_error("io")
     assert run_cli("checkpoint", "--json", env=env, cwd=workdir).json["tree_size"] == size_before + 1
+
+
+@pytest.mark.parametrize("how", ["ctrl-c", "sigterm"])
+def test_an_interrupted_batch_issue_leaves_no_traceback_and_no_files(
+    walked: tuple[Path, Any], run_cli: RunCli, how: str
+) -> None:
+    """Ctrl-C (SIGINT to the whole process group) printed ~40 lines of worker tracebacks; SIGTERM left empty files."""
+    from cert_formats.identifier import LicenceIdentifier
+
+    workdir, proc = walked
+    assert proc.returncode == 0
+    env = {**os.environ, **_node_env(workdir)}
+    env.pop("CERTLEDGER_DEBUG", None)
+    base = json.loads((workdir / "licence.json").read_text(encoding="utf-8"))
+    names = []
+    for n in range(6):
+        serial = f"44030000020250115{how == 'sigterm':d}{n:03d}"
+        lic = dict(base, number=serial, holder=f"深圳中断测试{n}号科技有限公司",
+                   identifier=str(LicenceIdentifier.build(base["type_code"], base["issuer_code"], serial)))
+        (workdir / f"int-{how}-{n}.json").write_text(json.dumps(lic, ensure_ascii=False), encoding="utf-8")
+        names.append(f"int-{how}-{n}.json")
+    size_before = run_cli("checkpoint", "--json", env=_node_env(workdir), cwd=workdir).json["tree_size"]
+    script = str(Path(sys.executable).with_name("certledger"))
+    out_dir = f"interrupted-{how}"
+    child = subprocess.Popen(
+        [script, "issue", *names, "--agency-key", "agency.pem", "--agency-cert", "agency.crt", "--seal", "agency.esl",
+         "--chain", "province-root.pem", "--workers", "2", "--out-dir", out_dir, "--json"],
+        cwd=workdir, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+    )
+    time.sleep(1.0)  # the workers are starting (importing, loading fonts)
+    if how == "ctrl-c":
+        os.killpg(child.pid, signal.SIGINT)  # as a terminal does: the whole process group
+    else:
+        os.kill(child.pid, signal.SIGTERM)
+    _, err = child.communicate(timeout=120)
+    stderr = err.decode("utf-8", "replace")
+    assert "Traceback" not in stderr, stderr[-3000:]
+    # six licences on two workers take seconds: the signal came first, and was handled
+    assert child.returncode != 0, stderr[-3000:]
+    # interrupted: nothing appended, nothing left in the output directory
+    assert run_cli("checkpoint", "--json", env=_node_env(workdir), cwd=workdir).json["tree_size"] == size_before
+    left = list((workdir / out_dir).iterdir()) if (workdir / out_dir).exists() else []
+    assert left == [], left
