@@ -32,6 +32,8 @@ from pathlib import Path
 from typing import Any
 
 import tomli_w
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 from signing.errors import InvalidInputError
 
@@ -120,6 +122,26 @@ def _check_known(cfg_file: Path, data: dict[str, Any]) -> None:
                 raise InvalidInputError(f"{cfg_file}: federation.{key} must be a string", reason="config.invalid")
 
 
+def resolve_database(database: str, home: Path) -> str:
+    """``database`` with a relative SQLite path made the home's, wherever the command runs from.
+
+    A bare path (``ledger.db``) and a relative SQLite URL (``sqlite:///ledger.db``) both name
+    a file in the home; absolute paths and other URLs are left as they are.
+    """
+    if not database:
+        return database
+    if "://" not in database:
+        return database if Path(database).is_absolute() else str(home / database)
+    try:
+        url = make_url(database)
+    except ArgumentError:
+        return database  # refused with its own reason where it is opened
+    name = url.database
+    if url.get_backend_name() == "sqlite" and name and name != ":memory:" and not Path(name).is_absolute():
+        return url.set(database=str(home / name)).render_as_string(hide_password=False)
+    return database
+
+
 def load_config(home: str | Path | None, *, must_exist: bool = True) -> NodeConfig:
     """The configuration of the node at ``home``, with environment overrides applied."""
     path = resolve_home(home)
@@ -160,9 +182,7 @@ def load_config(home: str | Path | None, *, must_exist: bool = True) -> NodeConf
         raise InvalidInputError(f"api.port must be an integer, not {port_value!r}", reason="config.invalid") from None
     if not 0 < port < 65536:
         raise InvalidInputError(f"api.port must be a port number (1-65535), not {port}", reason="config.invalid")
-    database = str(ledger.get("database", ""))
-    if database and "://" not in database and not Path(database).is_absolute():
-        database = str(path / database)  # a bare path is the home's, wherever the command runs from
+    database = resolve_database(str(ledger.get("database", "")), path)
     cfg = NodeConfig(
         home=path,
         database=database,

@@ -131,3 +131,23 @@ def verifying_key(data: bytes) -> SM2PublicKey:
 
         return load_certificate(data).public_key
     return load_public_key(data)
+
+
+def progress_bar() -> Any:
+    """A progress bar for long work, drawn on stderr: stdout carries only the data (``--json``).
+
+    On a terminal it shows and then clears itself; when stderr is not one (a pipe, a log
+    file) nothing is drawn.
+    """
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    return Progress(
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        transient=True,
+        console=Console(stderr=True),
+    )
+

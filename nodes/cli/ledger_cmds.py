@@ -11,14 +11,13 @@ from pathlib import Path
 from typing import Any
 
 import click
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from ledger import reasons
 from ledger.audit import audit as run_audit
 from ledger.merkle.verify import verify_consistency, verify_inclusion
 from ledger.records import MAX_ENTRY_BYTES, Record, RecordType, SignedRecord, new_nonce, now_utc, sign_record
-from nodes.cli._common import emit, handle_errors, json_option, read_input, read_passphrase, verifying_key
-from nodes.config import NodeConfig, load_config, resolve_home
+from nodes.cli._common import emit, handle_errors, json_option, progress_bar, read_input, read_passphrase, verifying_key
+from nodes.config import NodeConfig, load_config, resolve_database, resolve_home
 from nodes.local import LocalNode, agency_key_json, init_node, open_node
 from signing.errors import InvalidInputError
 from signing.sm2 import SM2PrivateKey
@@ -61,14 +60,6 @@ def _no_duplicate_names(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return dict(pairs)
 
 
-def _progress() -> Progress:
-    return Progress(
-        TextColumn("[progress.description]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        transient=True,
-    )
 
 
 # -- init ---------------------------------------------------------------------------------
@@ -120,9 +111,7 @@ def init(
     # the same sources and rules as every later command (nodes/config.py load_config): the option,
     # else CERTLEDGER_DATABASE; a bare path is the home's, wherever init runs from
     database = database or os.environ.get("CERTLEDGER_DATABASE") or ""
-    if database and "://" not in database and not Path(database).is_absolute():
-        database = str((cfg.home / database).resolve())
-    cfg.database = database or cfg.default_database()
+    cfg.database = resolve_database(database, cfg.home.resolve()) or cfg.default_database()
     node = init_node(
         cfg,
         passphrase,
@@ -612,7 +601,7 @@ def audit(home: Path | None, report_path: Path | None, as_json: bool) -> None:
     """
     with _node(home, write=False) as node:
         total = node.ledger.tree_size()
-        with _progress() as bar:
+        with progress_bar() as bar:
             task = bar.add_task("auditing", total=total)
             report = run_audit(node.ledger.store, progress=lambda n: bar.advance(task, n))
     if report_path is not None:
@@ -654,7 +643,7 @@ def rebuild(home: Path | None, passphrase_file: Path | None, as_json: bool) -> N
     """Recompute licence status and the agency registry from the entries."""
     with _node(home, passphrase_file, write=True) as node:
         total = node.ledger.tree_size()
-        with _progress() as bar:
+        with progress_bar() as bar:
             task = bar.add_task("rebuilding", total=total)
             count = node.ledger.rebuild(progress=lambda n: bar.advance(task, n))
     emit({"entries": count, "rebuilt": True}, as_json, lambda d: f"rebuilt derived state from {d['entries']} entries")

@@ -10,9 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import click
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from nodes.cli._common import emit, handle_errors, json_option, read_input, read_passphrase
+from nodes.cli._common import emit, handle_errors, json_option, progress_bar, read_input, read_passphrase
 from signing.errors import CertLedgerError, InvalidInputError
 
 _FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
@@ -27,14 +26,6 @@ passphrase_option = click.option(
 )
 
 
-def _progress() -> Progress:
-    return Progress(
-        TextColumn("[progress.description]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        transient=True,
-    )
 
 
 # -- seals --------------------------------------------------------------------------------
@@ -251,7 +242,7 @@ def issue(
         workers = workers or (1 if len(jobs) == 1 else min(len(jobs), os.cpu_count() or 1))
         with IssuingPool(creds, verify_host=verify_host, workers=workers) as pool:
             if len(jobs) > 1 and not as_json:
-                with _progress() as bar:
+                with progress_bar() as bar:
                     task = bar.add_task("rendering, signing, sealing", total=len(jobs))
                     issued = list(pool.render(jobs, progress=lambda n: bar.advance(task, n)))
             else:

@@ -303,3 +303,5 @@ def test_demo(demo: tuple[subprocess.Popen[bytes], Path], run_cli: Callable[...,
     audited = run_cli("audit", "--json", "--home", workdir / "node", timeout=300)
     assert audited.rc == 0, audited.stderr
     assert audited.json["ok"] is True and audited.json["entries"] >= 5
+    # stdout is the JSON alone: the progress bar draws on stderr (it wrote a stray newline here)
+    assert audited.stdout.startswith(b"{"), audited.stdout[:40]

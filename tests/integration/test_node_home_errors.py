@@ -295,3 +295,13 @@ def test_agency_add_takes_a_certificate_as_its_help_says(run_cli: Callable[..., 
     assert added.rc == 0, added.stderr
     listed = run_cli("agency", "list", "--json", env=env, cwd=tmp_path)
     assert listed.rc == 0 and "11440300MB2C54301Y" in listed.text, listed.stderr
+
+
+def test_a_relative_sqlite_url_is_the_homes_as_a_bare_path_is(run_cli: Callable[..., Any], tmp_path: Path) -> None:
+    """`init --database sqlite:///rel.db` was stored as given: relative to wherever the next command ran."""
+    home, elsewhere = tmp_path / "node", tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    env = {"CERTLEDGER_HOME": str(home), "CERTLEDGER_PASSPHRASE": "pw"}
+    _ok(run_cli("init", "--origin", ORIGIN, "--database", "sqlite:///rel.db", env=env, cwd=elsewhere))
+    assert (home / "rel.db").exists() and not (elsewhere / "rel.db").exists()
+    _ok(run_cli("checkpoint", env=env, cwd=tmp_path))  # from another directory: the same ledger
