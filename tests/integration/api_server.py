@@ -334,3 +334,24 @@ def refused_start_log(home: Path, env: dict[str, str], timeout: float = 60.0) ->
     log = bad.log_path.read_text("utf-8")
     assert "Traceback" not in log, log
     return log
+
+
+def read_http_response(sock: socket.socket) -> tuple[int, dict[str, str], bytes]:
+    """One HTTP/1.1 response read from a raw socket: status, lower-cased headers, body (by Content-Length)."""
+    buf = b""
+    while b"\r\n\r\n" not in buf:
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise AssertionError(f"connection closed before a response: {buf!r}")
+        buf += chunk
+    head, _, body = buf.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    headers = {k.strip().lower(): v.strip() for k, v in (line.split(":", 1) for line in lines[1:])}
+    length = int(headers["content-length"])
+    while len(body) < length:
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        body += chunk
+    return int(lines[0].split()[1]), headers, body[:length]
+

@@ -18,7 +18,7 @@ from typing import Any
 
 import httpx
 import pytest
-from api_server import AgencySpec, ApiServer, TestNode, make_node, refused_start_log, serving
+from api_server import AgencySpec, ApiServer, TestNode, make_node, read_http_response, refused_start_log, serving
 
 ORIGIN = "certledger.example/guangdong"
 SZ = "91440300MA5SZ00001"
@@ -52,27 +52,12 @@ def _tree_size(server: ApiServer) -> int:
 def _read_response(sock: socket.socket, timeout: float) -> tuple[int, dict[str, str], bytes, bool]:
     """Status, headers, body of one response; and whether the server then closed the connection."""
     sock.settimeout(timeout)
-    data = b""
-    while b"\r\n\r\n" not in data:
-        chunk = sock.recv(65536)
-        if not chunk:
-            raise AssertionError(f"connection closed before a response: {data!r}")
-        data += chunk
-    head, _, rest = data.partition(b"\r\n\r\n")
-    lines = head.decode("latin-1").split("\r\n")
-    status = int(lines[0].split()[1])
-    headers = {k.strip().lower(): v.strip() for k, v in (line.split(":", 1) for line in lines[1:])}
-    length = int(headers["content-length"])
-    while len(rest) < length:
-        chunk = sock.recv(65536)
-        if not chunk:
-            break
-        rest += chunk
+    status, headers, body = read_http_response(sock)
     try:
         closed = sock.recv(1) == b""
     except TimeoutError:
         closed = False
-    return status, headers, rest[:length], closed
+    return status, headers, body, closed
 
 
 def _open(

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from api_server import AgencySpec, ApiServer, TestNode, make_node, refused_start_log, serving
+from api_server import AgencySpec, ApiServer, TestNode, make_node, read_http_response, refused_start_log, serving
 
 ORIGIN = "certledger.example/guangdong"
 SZ = "91440300MA5SZ00001"
@@ -45,24 +45,6 @@ def server(servers: tuple[ApiServer, ApiServer]) -> ApiServer:
     return servers[0]
 
 
-def _read_response(sock: socket.socket) -> tuple[int, dict[str, str], bytes]:
-    buf = b""
-    while b"\r\n\r\n" not in buf:
-        chunk = sock.recv(65536)
-        if not chunk:
-            raise AssertionError(f"connection closed before a response: {buf!r}")
-        buf += chunk
-    head, _, body = buf.partition(b"\r\n\r\n")
-    lines = head.decode("latin-1").split("\r\n")
-    headers = {k.strip().lower(): v.strip() for k, v in (line.split(":", 1) for line in lines[1:])}
-    while len(body) < int(headers["content-length"]):
-        chunk = sock.recv(65536)
-        if not chunk:
-            break
-        body += chunk
-    return int(lines[0].split()[1]), headers, body
-
-
 _HEALTH = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
 
 
@@ -70,7 +52,7 @@ def _parked(server: ApiServer) -> socket.socket:
     """A connection the server has accepted and answered once, now held mid-way through a head."""
     sock = socket.create_connection(("127.0.0.1", server.port), timeout=10)
     sock.sendall(_HEALTH)
-    status, _headers, body = _read_response(sock)
+    status, _headers, body = read_http_response(sock)
     assert status == 200, body
     sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127")  # ...the rest never comes
     return sock
@@ -93,7 +75,7 @@ def _ask(server: ApiServer, *, see_close: bool = False) -> tuple[int, dict[str, 
     closed = False
     with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
         sock.sendall(_HEALTH)
-        status, headers, body = _read_response(sock)
+        status, headers, body = read_http_response(sock)
         if see_close:
             try:
                 sock.settimeout(5)
