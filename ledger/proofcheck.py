@@ -34,7 +34,14 @@ from ledger.checkpoint import Checkpoint, open_checkpoint, verify_quorum
 from ledger.merkle.hashing import TreeHasher
 from ledger.merkle.verify import verify_inclusion
 from ledger.records import RecordType, SignedRecord, decode_public_key
-from ledger.statusmap import StatusProof, root_from_extensions, state_value, status_key, verify_membership
+from ledger.statusmap import (
+    StatusProof,
+    root_from_extensions,
+    state_value,
+    status_key,
+    verify_absence,
+    verify_membership,
+)
 from ledger.validation import check_governance_signatures
 from signing.errors import CertLedgerError, VerificationError
 from signing.sm3 import sm3
@@ -208,6 +215,27 @@ def verify_status_document(
         fetched_at=time.time(),
         revocation_reason=str(state["revocation_reason"]),
         superseded_files=tuple(state["superseded_files"]),
+    )
+
+
+def verify_absence_document(
+    anchors: TrustAnchors, licence_id: str, absence: dict[str, Any], vcp: VerifiedCheckpoint, checks: list[Check]
+) -> None:
+    """The licence is in no leaf of the status map whose root the quorum's checkpoint carries.
+
+    ``absence`` is the ``absence`` member of a not-found answer: ``tree_size``,
+    ``status_proof`` and ``checkpoint`` (already opened as ``vcp``).
+    """
+    status_root = root_from_extensions(vcp.checkpoint.extensions)
+    if status_root is None:
+        raise VerificationError(
+            "the checkpoint carries no status map root: absence cannot be proven", reason="client.no_status_root"
+        )
+    if int(absence["tree_size"]) != vcp.checkpoint.size:
+        raise VerificationError("the proof of absence is for another tree size", reason="statusmap.proof")
+    verify_absence(status_root, status_key(licence_id), StatusProof.from_json(absence["status_proof"]))
+    checks.append(
+        Check("absence", True, f"no licence {licence_id} in the status map at tree size {vcp.checkpoint.size}")
     )
 
 

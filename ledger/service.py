@@ -488,7 +488,7 @@ class Ledger:
             view = SqlStateView(conn, self.store)
             lic = view.licence(licence_id)
             if lic is None:
-                raise InvalidInputError(f"licence {licence_id} is not on this ledger", reason="state.unknown_licence")
+                raise self._unknown_licence(conn, counter, licence_id)
             size, note = self._final_checkpoint(conn, counter)
             if lic.latest_index >= size:
                 # a kept checkpoint may predate this snapshot (a commit since the counter was read)
@@ -546,6 +546,24 @@ class Ledger:
             "status_proof": status_proof.to_json(),
             "checkpoint": note,
         }
+
+    def _unknown_licence(self, conn: Connection, counter: int | None, licence_id: str) -> InvalidInputError:
+        """The not-found error, with a proof of absence at the final checkpoint when one can be given.
+
+        Licences never leave the status map, so one absent from this snapshot was absent at every
+        earlier size too; a verifier checks the proof against the quorum's checkpoint (ADR 0018).
+        """
+        error = InvalidInputError(f"licence {licence_id} is not on this ledger", reason="state.unknown_licence")
+        try:
+            size, note = self._final_checkpoint(conn, counter)
+        except CertLedgerError:
+            return error  # no final checkpoint yet: nothing to prove against
+        status_map = self._status_map(conn, size)
+        if status_map is None:
+            return error
+        proof = status_map.proof(status_key(licence_id))
+        error.details["absence"] = {"tree_size": size, "status_proof": proof.to_json(), "checkpoint": note}
+        return error
 
     def block(self, height: int) -> Block | None:
         with self.store.read() as conn:

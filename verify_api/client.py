@@ -44,10 +44,11 @@ from ledger.proofcheck import (
     VerifiedStatus,
     included,
     open_quorum_checkpoint,
+    verify_absence_document,
     verify_status_document,
 )
 from ledger.records import SignedRecord
-from signing.errors import InvalidInputError, TransportError, VerificationError
+from signing.errors import CertLedgerError, InvalidInputError, TransportError, VerificationError
 
 #: the most a node's answer may hold: a status document with its proofs and history is far smaller
 MAX_ANSWER_BYTES = 8 * 1024 * 1024
@@ -179,7 +180,9 @@ class LedgerClient:
             raise InvalidInputError(f"{self.base_url} is not a usable URL: {exc}", reason="remote.url") from None
         if resp.status_code == 404:
             reason = _problem_reason(resp) or "remote.not_found"
-            raise InvalidInputError(f"{self.base_url}{path}: not found", reason=reason)
+            absence = _problem_member(resp, "absence")
+            details = {"absence": absence} if isinstance(absence, dict) else None
+            raise InvalidInputError(f"{self.base_url}{path}: not found", reason=reason, details=details)
         if resp.status_code >= 400:
             raise TransportError(
                 f"{self.base_url}{path}: HTTP {resp.status_code} {_problem_reason(resp)}", reason="transport.http_error"
@@ -247,7 +250,14 @@ class LedgerClient:
     # -- licences -------------------------------------------------------------------------
 
     def licence_status(self, licence_id: str) -> VerifiedStatus:
-        data = self._json(f"/v1/licences/{licence_id}")
+        """The licence's verified current status; for a licence the ledger does not hold, the
+        not-found error says whether the node proved it (``details["proven"]``)."""
+        try:
+            data = self._json(f"/v1/licences/{licence_id}")
+        except InvalidInputError as exc:
+            if exc.reason == "state.unknown_licence" and "absence" in exc.details:
+                raise self._proven_unknown(licence_id, exc.details["absence"]) from None
+            raise
         checks: list[Check] = []
         try:
             vcp = self.verify_checkpoint(str(data["checkpoint"]), checks)
@@ -256,6 +266,25 @@ class LedgerClient:
             raise VerificationError(
                 f"the node's answer is malformed: {type(exc).__name__}: {exc}", reason="remote.malformed"
             ) from None
+
+    def _proven_unknown(self, licence_id: str, absence: dict[str, Any]) -> CertLedgerError:
+        """The not-found answer, once its proof of absence is checked (a bad proof is the error)."""
+        checks: list[Check] = []
+        try:
+            vcp = self.verify_checkpoint(str(absence["checkpoint"]), checks)
+            verify_absence_document(self.anchors, licence_id, absence, vcp, checks)
+        except (KeyError, TypeError, ValueError) as exc:
+            return VerificationError(
+                f"the node's proof of absence is malformed: {type(exc).__name__}: {exc}", reason="remote.malformed"
+            )
+        except CertLedgerError as exc:
+            return exc
+        return InvalidInputError(
+            f"licence {licence_id} is not on ledger {self.anchors.origin} "
+            f"(proven absent at tree size {vcp.checkpoint.size})",
+            reason="state.unknown_licence",
+            details={"proven": True, "tree_size": vcp.checkpoint.size},
+        )
 
     def history(self, licence_id: str) -> VerifiedHistory:
         data = self._json(f"/v1/licences/{licence_id}/history")
@@ -284,8 +313,12 @@ class LedgerClient:
 
 
 def _problem_reason(resp: httpx.Response) -> str:
+    return str(_problem_member(resp, "reason") or "")
+
+
+def _problem_member(resp: httpx.Response, name: str) -> Any:
     try:
         data = resp.json()
     except (ValueError, RecursionError):
-        return ""
-    return str(data.get("reason", "")) if isinstance(data, dict) else ""
+        return None
+    return data.get(name) if isinstance(data, dict) else None

@@ -134,6 +134,11 @@ class Problem(BaseModel):
     detail: str = Field(description="Human-readable explanation (English).")
     reason: str = Field(description="Stable dotted reason code a client can act on, e.g. state.already_issued.")
     retry_after: int | None = Field(default=None, description="Seconds to wait (overload); also a Retry-After header.")
+    absence: dict[str, Any] | None = Field(
+        default=None,
+        description="404 state.unknown_licence only: a proof that the licence is in no leaf of the status map "
+        "at the final checkpoint (`tree_size`, `status_proof`, `checkpoint`; ADR 0018).",
+    )
 
 
 #: JSON Schema of the body of POST /v1/records: a signed record envelope, as canonical JSON

@@ -69,6 +69,9 @@ async def certledger_error_handler(request: Request, exc: Exception) -> JSONResp
     retry_after = getattr(exc, "retry_after", None)
     if isinstance(retry_after, int):
         extra["retry_after"] = retry_after  # explicit pushback: 503 + Retry-After
+    if "absence" in exc.details:
+        # a licence the ledger does not hold, proven so against the status map (ADR 0018)
+        extra["absence"] = exc.details["absence"]
     return problem(status, type(exc).__name__, " ".join(str(exc).split()), exc.reason, **extra)
 
 

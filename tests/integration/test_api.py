@@ -30,7 +30,7 @@ from ledger.merkle.verify import verify_consistency, verify_inclusion
 from ledger.records import RECORD_SIGNER_ID, Record, RecordType, SignedRecord, new_nonce, now_utc, sign_record
 from ledger.service import Ledger
 from nodes.cli import cli
-from signing.errors import VerificationError
+from signing.errors import InvalidInputError, VerificationError
 from signing.sm2 import SM2PrivateKey
 from verify_api.anchors import TrustAnchors
 from verify_api.client import LedgerClient
@@ -317,6 +317,26 @@ def test_concurrent_submissions_are_all_acknowledged_and_durable(
 
 
 # -- licences -------------------------------------------------------------------------------
+
+
+def test_an_unknown_licence_is_proven_absent(
+    node: TestNode, http: httpx.Client, server: ApiServer, anchors: TrustAnchors
+) -> None:
+    """404 carries a proof of absence against the quorum's checkpoint; the client checks it."""
+    unknown = new_id()
+    resp = http.get(f"/v1/licences/{unknown}")
+    assert resp.status_code == 404 and resp.headers["content-type"] == PROBLEM
+    problem = resp.json()
+    assert problem["reason"] == "state.unknown_licence"
+    assert {"tree_size", "status_proof", "checkpoint"} <= set(problem["absence"])
+    client = LedgerClient(server.base_url, anchors)
+    try:
+        with pytest.raises(InvalidInputError) as err:
+            client.licence_status(unknown)
+        assert err.value.reason == "state.unknown_licence" and err.value.details["proven"] is True
+        assert "proven absent" in str(err.value)
+    finally:
+        client.close()
 
 
 def test_a_client_refuses_a_head_older_than_one_it_saw(

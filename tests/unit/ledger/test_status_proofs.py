@@ -187,3 +187,25 @@ def test_a_reader_process_follows_the_writer(make_world: Callable[..., World], d
         assert reader.status_document(LID)["status_proof"] == world.ledger.status_document(LID)["status_proof"]
     finally:
         reader.close()
+
+
+def test_an_unknown_licence_comes_with_a_proof_of_absence(make_world: Callable[..., World]) -> None:
+    from ledger.proofcheck import open_quorum_checkpoint, verify_absence_document
+
+    world = make_world()
+    _issue(world)
+    with pytest.raises(CertLedgerError) as err:
+        world.ledger.status_document("LIC-4403-NEVER-ISSUED")
+    assert err.value.reason == "state.unknown_licence"
+    absence = err.value.details["absence"]
+    anchors = _anchors(world)
+    vcp = open_quorum_checkpoint(anchors, absence["checkpoint"], [])
+    verify_absence_document(anchors, "LIC-4403-NEVER-ISSUED", absence, vcp, [])
+    # the same proof does not make a licence that is on the ledger unknown
+    with pytest.raises(VerificationError) as lie:
+        verify_absence_document(anchors, LID, absence, vcp, [])
+    assert lie.value.reason == "statusmap.proof"
+    # nor does an absence proof built for that licence's place from another map
+    forged = {**absence, "status_proof": {"siblings": []}}
+    with pytest.raises(VerificationError):
+        verify_absence_document(anchors, LID, forged, vcp, [])
