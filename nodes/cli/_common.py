@@ -142,12 +142,16 @@ def progress_bar() -> Any:
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+    console = Console(stderr=True)
     return Progress(
         TextColumn("[progress.description]{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
         TimeRemainingColumn(),
         transient=True,
-        console=Console(stderr=True),
+        console=console,
+        # off a terminal rich still writes a newline when the bar stops: an error after it would
+        # no longer be the one stderr line the CLI promises
+        disable=not console.is_terminal,
     )
 
