@@ -122,24 +122,34 @@ def _check_known(cfg_file: Path, data: dict[str, Any]) -> None:
                 raise InvalidInputError(f"{cfg_file}: federation.{key} must be a string", reason="config.invalid")
 
 
+def sqlite_file(database: str) -> Path | None:
+    """The SQLite file ``database`` names (a bare path or a ``sqlite://`` URL), or None for other stores."""
+    if not database:
+        return None
+    if "://" not in database:
+        return Path(database)
+    try:
+        url = make_url(database)
+    except ArgumentError:
+        return None  # refused with its own reason where it is opened
+    name = url.database
+    if url.get_backend_name() == "sqlite" and name and name != ":memory:":
+        return Path(name)
+    return None
+
+
 def resolve_database(database: str, home: Path) -> str:
     """``database`` with a relative SQLite path made the home's, wherever the command runs from.
 
     A bare path (``ledger.db``) and a relative SQLite URL (``sqlite:///ledger.db``) both name
     a file in the home; absolute paths and other URLs are left as they are.
     """
-    if not database:
+    file = sqlite_file(database)
+    if file is None or file.is_absolute():
         return database
     if "://" not in database:
-        return database if Path(database).is_absolute() else str(home / database)
-    try:
-        url = make_url(database)
-    except ArgumentError:
-        return database  # refused with its own reason where it is opened
-    name = url.database
-    if url.get_backend_name() == "sqlite" and name and name != ":memory:" and not Path(name).is_absolute():
-        return url.set(database=str(home / name)).render_as_string(hide_password=False)
-    return database
+        return str(home / file)
+    return make_url(database).set(database=str(home / file)).render_as_string(hide_password=False)
 
 
 def load_config(home: str | Path | None, *, must_exist: bool = True) -> NodeConfig:

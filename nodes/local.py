@@ -16,9 +16,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
-
 from ledger.identity import NodeKeys
 from ledger.records import (
     Record,
@@ -31,7 +28,7 @@ from ledger.records import (
     sign_record,
 )
 from ledger.service import BatchResult, Ledger
-from nodes.config import NodeConfig
+from nodes.config import NodeConfig, sqlite_file
 from signing.errors import CertLedgerError, InvalidInputError
 from signing.sm2 import SM2PrivateKey, SM2PublicKey
 
@@ -155,16 +152,7 @@ class _Created:
         self.keys = None if config.keys_path.exists() else config.keys_path
         self.config = config.config_path
         self.database: list[Path] = []
-        db: Path | None = None
-        if "://" not in config.database:
-            db = Path(config.database)  # a bare SQLite file path
-        else:
-            try:
-                url = make_url(config.database)
-            except ArgumentError:
-                url = None  # Ledger.open refuses it with its own reason
-            if url is not None and url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
-                db = Path(str(url.database))
+        db = sqlite_file(config.database)
         if db is not None and not db.exists():
             self.database = [db, db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm")]
 
